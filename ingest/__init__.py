@@ -1,0 +1,1 @@
+"""Tiretrack ingest side: consume contract events from Kafka, keep them in DuckDB, serve them."""
