@@ -1,0 +1,5 @@
+"""`python -m ingest` runs the `tiretrack` command."""
+
+from ingest.cli import main
+
+main()

@@ -1,0 +1,152 @@
+"""Settings: one frozen object per command, and the one place that builds librdkafka configs."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ingest.errors import ConfigError
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_DB = REPO_DIR / "data" / "runtime" / "tiretrack.duckdb"
+DEFAULT_DEMO_DB = REPO_DIR / "data" / "runtime" / "demo.duckdb"
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_SHIPMENTS_TOPIC = "shipment-events"
+DEFAULT_INVENTORY_TOPIC = "inventory-events"
+DEFAULT_GROUP_ID = "tiretrack-ingest"
+DEFAULT_SERVE_HOST = "127.0.0.1"
+DEFAULT_SERVE_PORT = 9494
+DLQ_SUFFIX = ".dlq"
+
+# Settings that make a consumer join and fetch quickly on the local single-node broker.
+# Real Kafka rejects session timeouts under 6 s by default, so these apply to loopback only.
+LOCAL_CONSUMER_TUNING = {
+    "session.timeout.ms": "2000",
+    "heartbeat.interval.ms": "500",
+    "fetch.wait.max.ms": "10",
+}
+# Properties a user may not override: exactly-once rests on them (offsets live in DuckDB).
+FORCED_CONSUMER_PROPS = {
+    "enable.auto.commit": "false",
+    "enable.auto.offset.store": "false",
+    "enable.partition.eof": "true",
+    "auto.offset.reset": "earliest",
+}
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """Parse a Java-style client.properties file (key=value, # and ! comments)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read Kafka properties file {path}: {e.strerror}") from e
+    props: dict[str, str] = {}
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line[0] in "#!":
+            continue
+        sep = min((i for i in (line.find("="), line.find(":")) if i >= 0), default=-1)
+        if sep <= 0:
+            raise ConfigError(f"{path}:{lineno}: expected key=value, got {line[:40]!r}")
+        props[line[:sep].strip()] = line[sep + 1 :].strip()
+    return props
+
+
+def is_loopback(bootstrap_servers: str) -> bool:
+    """True when every bootstrap server is on this machine (the local development broker)."""
+    for server in bootstrap_servers.split(","):
+        host = server.strip().rsplit(":", 1)[0].strip("[]")
+        if host == "localhost":
+            continue
+        try:
+            if not ipaddress.ip_address(host).is_loopback:
+                return False
+        except ValueError:
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """Where Kafka is and how to talk to it; builds every librdkafka dict in the project."""
+
+    bootstrap_servers: str = DEFAULT_BOOTSTRAP
+    properties_file: Path | None = None
+    shipments_topic: str = DEFAULT_SHIPMENTS_TOPIC
+    inventory_topic: str = DEFAULT_INVENTORY_TOPIC
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.bootstrap_servers.strip():
+            raise ConfigError("--bootstrap-servers is empty: give HOST:PORT[,HOST:PORT...]")
+        if self.shipments_topic == self.inventory_topic:
+            raise ConfigError("the shipments and inventory topics must differ")
+
+    def _base(self) -> dict[str, str]:
+        conf = {"bootstrap.servers": self.bootstrap_servers, "client.id": "tiretrack"}
+        if self.properties_file is not None:
+            conf.update(read_properties(self.properties_file))
+        conf.update(self.extra)
+        return conf
+
+    @property
+    def local(self) -> bool:
+        return is_loopback(self._base()["bootstrap.servers"])
+
+    def consumer_config(self, group_id: str) -> dict[str, str]:
+        conf = {"group.id": group_id, "partition.assignment.strategy": "range"}
+        if self.local:
+            conf.update(LOCAL_CONSUMER_TUNING)
+        conf.update(self._base())
+        conf.update(FORCED_CONSUMER_PROPS)
+        return conf
+
+    def producer_config(self) -> dict[str, str]:
+        conf = {
+            "enable.idempotence": "true",
+            "acks": "all",
+            "compression.type": "lz4",
+            "linger.ms": "20",
+        }
+        conf.update(self._base())
+        return conf
+
+    def admin_config(self) -> dict[str, str]:
+        return self._base()
+
+    def topic_for(self, family: str) -> str:
+        return self.shipments_topic if family == "shipments" else self.inventory_topic
+
+    @property
+    def topics(self) -> tuple[str, str]:
+        return (self.shipments_topic, self.inventory_topic)
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Where the worker serves the database over Quack."""
+
+    host: str = DEFAULT_SERVE_HOST
+    port: int = DEFAULT_SERVE_PORT
+    token: str | None = None  # None: a random token, written to <db>.token (mode 0600)
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    kafka: KafkaSettings
+    db_path: Path = DEFAULT_DB
+    group_id: str = DEFAULT_GROUP_ID
+    serve: ServeSettings = field(default_factory=ServeSettings)
+    batch_size: int = 5000
+    batch_timeout_s: float = 0.2
+    stop_at_end: bool = False
+    on_time_tolerance_minutes: float = 60.0
+    progress_interval_s: float = 10.0
+
+
+def env_default(name: str, fallback: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else fallback

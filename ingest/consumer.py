@@ -1,0 +1,133 @@
+"""Owns the Kafka consumer: assignment from offsets kept in DuckDB, batches, end-of-log tracking.
+
+The worker is the database's only writer, so it reads every partition itself (manual
+assignment) instead of sharing them in a consumer group: no join delay, no rebalance that
+could hand half the partitions to a dead member, and offsets come from the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+from ingest.config import KafkaSettings
+from ingest.errors import BrokerError
+
+log = logging.getLogger(__name__)
+
+PartitionKey = tuple[str, int]
+METADATA_REFRESH_S = 30.0
+
+
+class EventConsumer:
+    def __init__(self, settings: KafkaSettings, group_id: str) -> None:
+        self._settings = settings
+        self.broker_down: str | None = None
+        self._consumer = Consumer(settings.consumer_config(group_id) | {"error_cb": self._on_error})
+        self.assigned: set[PartitionKey] = set()
+        # Partitions read up to the end of the log (EOF seen, nothing read since).
+        self.at_end: dict[PartitionKey, int] = {}
+        self._last_refresh = 0.0
+
+    def _on_error(self, error: KafkaError) -> None:
+        # Most client errors are transient and retried by librdkafka; these two are worth telling.
+        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._AUTHENTICATION):
+            self.broker_down = error.str()
+        if error.fatal():
+            log.error("Kafka consumer fatal error: %s", error.str())
+
+    def partitions(self, timeout_s: float = 10.0) -> list[PartitionKey]:
+        """Every partition of the event topics, from broker metadata."""
+        try:
+            meta = self._consumer.list_topics(timeout=timeout_s)
+        except KafkaException as e:
+            raise BrokerError(
+                f"cannot reach Kafka at {self._settings.bootstrap_servers}: {e.args[0].str()}"
+            ) from e
+        found: list[PartitionKey] = []
+        for topic in self._settings.topics:
+            info = meta.topics.get(topic)
+            if info is None or info.error is not None:
+                continue
+            found.extend((topic, p) for p in sorted(info.partitions))
+        return found
+
+    def assign(
+        self, stored: dict[PartitionKey, int], timeout_s: float = 10.0
+    ) -> list[PartitionKey]:
+        """Assign partitions not yet assigned, starting each at its stored offset or the start."""
+        new = [tp for tp in self.partitions(timeout_s) if tp not in self.assigned]
+        if new:
+            self._consumer.incremental_assign(
+                [KafkaTopicPartition(t, p, stored.get((t, p), OFFSET_BEGINNING)) for t, p in new]
+            )
+            self.assigned.update(new)
+            for t, p in new:
+                log.info("assigned %s[%d] from offset %s", t, p, stored.get((t, p), "beginning"))
+        self._last_refresh = time.monotonic()
+        return new
+
+    def maybe_refresh(self, stored: dict[PartitionKey, int]) -> None:
+        """Pick up partitions or topics created after start."""
+        if time.monotonic() - self._last_refresh >= METADATA_REFRESH_S:
+            try:
+                self.assign(stored, timeout_s=2.0)
+            except BrokerError as e:
+                log.warning("metadata refresh failed: %s", e)
+                self._last_refresh = time.monotonic()
+
+    def consume(self, max_messages: int, timeout_s: float) -> list[Message]:
+        """A batch of data messages; end-of-partition events update `at_end` and are dropped."""
+        messages = self._consumer.consume(num_messages=max_messages, timeout=timeout_s)
+        data: list[Message] = []
+        for msg in messages:
+            err = msg.error()
+            key = (msg.topic(), msg.partition())
+            if err is None:
+                self.at_end.pop(key, None)
+                data.append(msg)
+            elif err.code() == KafkaError._PARTITION_EOF:
+                self.at_end[key] = msg.offset()
+            elif err.fatal():
+                raise BrokerError(f"Kafka consumer failed on {key[0]}[{key[1]}]: {err.str()}")
+            else:
+                log.warning("Kafka consumer: %s", err.str())
+        if data:
+            self.broker_down = None
+        return data
+
+    def all_at_end(self) -> bool:
+        return bool(self.assigned) and self.assigned <= self.at_end.keys()
+
+    def watermarks(self, timeout_s: float = 1.0) -> dict[PartitionKey, int]:
+        """High watermarks as the broker reports them (approximate on the local broker)."""
+        marks: dict[PartitionKey, int] = {}
+        for topic, partition in sorted(self.assigned):
+            try:
+                _low, high = self._consumer.get_watermark_offsets(
+                    KafkaTopicPartition(topic, partition), timeout=timeout_s, cached=False
+                )
+            except KafkaException:
+                continue
+            marks[(topic, partition)] = high
+        return marks
+
+    def commit(self, offsets: Iterable[tuple[str, int, int]]) -> None:
+        """Tell the group how far we are (monitoring only: the database holds the truth)."""
+        tps = [KafkaTopicPartition(t, p, o) for t, p, o in offsets]
+        if not tps:
+            return
+        try:
+            self._consumer.commit(offsets=tps, asynchronous=True)
+        except KafkaException as e:
+            log.debug("offset commit for monitoring failed: %s", e)
+
+    def close(self) -> None:
+        try:
+            self._consumer.close()
+        except (KafkaException, RuntimeError) as e:
+            log.warning("closing Kafka consumer: %s", e)

@@ -1,0 +1,112 @@
+"""DuckDB connection setup (extensions, settings), SQL file loading and literal quoting."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+from ingest.errors import DatabaseError, DatabaseInUseError
+
+DUCKDB_VERSION = "v1.5.5"
+# httpfs must be loaded before quack on both ends, or ATTACH tries to download it.
+EXTENSIONS = ("httpfs", "quack", "excel")
+
+
+def extension_path(name: str) -> Path:
+    """Path of an extension binary shipped by the `duckdb-extension-<name>` wheel."""
+    package = f"duckdb_extension_{name}"
+    try:
+        root = resources.files(package)
+    except ModuleNotFoundError as e:
+        raise DatabaseError(
+            f"DuckDB extension {name!r} is not installed: pip install duckdb-extension-{name}"
+        ) from e
+    path = Path(str(root)) / "extensions" / DUCKDB_VERSION / f"{name}.duckdb_extension"
+    if not path.exists():
+        raise DatabaseError(f"DuckDB extension {name!r} missing at {path}")
+    return path
+
+
+def load_extensions(con: duckdb.DuckDBPyConnection, names: tuple[str, ...] = EXTENSIONS) -> None:
+    for name in names:
+        con.execute(f"LOAD '{extension_path(name)}'")
+
+
+def configure(con: duckdb.DuckDBPyConnection) -> None:
+    """Settings every Tiretrack connection uses: offline, UTC."""
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET TimeZone = 'UTC'")
+
+
+def connect_file(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Open the database file; a lock held by another process becomes DatabaseInUseError."""
+    if read_only and not path.exists():
+        raise DatabaseError(f"database {path} does not exist: run `tiretrack ingest` first")
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as e:
+        if "lock" in str(e).lower():
+            holder = re.search(r"\(PID (\d+)\)", str(e))
+            who = f" (process {holder.group(1)})" if holder else ""
+            raise DatabaseInUseError(
+                f"database {path} is in use by another process{who}; stop it or give another --db"
+            ) from e
+        raise DatabaseError(f"cannot open database {path}: {e}") from e
+    configure(con)
+    return con
+
+
+def connect_memory() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    configure(con)
+    return con
+
+
+def sql_file(name: str) -> str:
+    """Text of a file in ingest/sql/, with whole-line comments removed."""
+    text = resources.files("ingest").joinpath("sql", name).read_text(encoding="utf-8")
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a file of statements on ';' at line ends (our SQL files put one there)."""
+    return [s.strip() for s in re.split(r";\s*\n", sql + "\n") if s.strip()]
+
+
+def render(template: str, **parts: str) -> str:
+    """Fill {name} placeholders of a SQL template with internal SQL fragments (never user text)."""
+    for name, fragment in parts.items():
+        placeholder = "{" + name + "}"
+        if placeholder not in template:
+            raise KeyError(f"template has no {placeholder}")
+        template = template.replace(placeholder, fragment)
+    return template
+
+
+def timestamp_literal(value: dt.datetime) -> str:
+    """A TIMESTAMPTZ literal for an aware datetime, for the Quack paths that take no parameters."""
+    if value.tzinfo is None:
+        raise ValueError("timestamp must carry a UTC offset")
+    utc = value.astimezone(dt.UTC)
+    return f"TIMESTAMPTZ '{utc.strftime('%Y-%m-%d %H:%M:%S.%f')}+00'"
+
+
+def number_literal(value: float) -> str:
+    if not math.isfinite(value):
+        raise ValueError("number must be finite")
+    return repr(float(value))
+
+
+def string_literal(value: str) -> str:
+    """A SQL string literal: quotes doubled; NUL is refused (DuckDB strings cannot hold it)."""
+    if "\x00" in value:
+        raise ValueError("string contains NUL")
+    return "'" + value.replace("'", "''") + "'"

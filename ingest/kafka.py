@@ -1,0 +1,97 @@
+"""Thin wrappers over confluent-kafka: topic set-up and a producer with delivery accounting."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from ingest.config import KafkaSettings
+from ingest.errors import BrokerError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PARTITIONS = 4
+
+
+def ensure_topics(
+    settings: KafkaSettings,
+    topics: Sequence[str],
+    partitions: int = DEFAULT_PARTITIONS,
+    timeout_s: float = 10.0,
+) -> None:
+    """Create the topics that do not exist yet (existing ones are left as they are)."""
+    admin = AdminClient(settings.admin_config())
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as e:
+        raise BrokerError(
+            f"cannot reach Kafka at {settings.bootstrap_servers}: {e.args[0].str()}; "
+            "is the broker running (`tiretrack broker`)?"
+        ) from e
+    missing = [t for t in topics if t not in existing]
+    if not missing:
+        return
+    futures = admin.create_topics(
+        [NewTopic(t, num_partitions=partitions, replication_factor=-1) for t in missing],
+        operation_timeout=timeout_s,
+    )
+    for topic, future in futures.items():
+        try:
+            future.result(timeout=timeout_s)
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise BrokerError(f"cannot create topic {topic}: {e.args[0].str()}") from e
+
+
+class EventProducer:
+    """Idempotent producer; counts failed deliveries instead of losing them silently."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._settings = settings
+        self._producer = Producer(settings.producer_config() | {"error_cb": self._on_error})
+        self.delivered = 0
+        self.failed = 0
+        self.last_error: str | None = None
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal() or error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.last_error = error.str()
+            log.warning("Kafka producer: %s", error.str())
+
+    def _on_delivery(self, error: KafkaError | None, _msg: object) -> None:
+        if error is None:
+            self.delivered += 1
+        else:
+            self.failed += 1
+            self.last_error = error.str()
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | str | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery
+                )
+                break
+            except BufferError:
+                # Local queue full: let deliveries drain, then retry this message.
+                self._producer.poll(0.05)
+        self._producer.poll(0)
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        remaining = self._producer.flush(timeout_s)
+        if remaining:
+            raise BrokerError(
+                f"{remaining} message(s) not delivered to {self._settings.bootstrap_servers} "
+                f"within {timeout_s:.0f}s ({self.last_error or 'broker unreachable'})"
+            )
+        if self.failed:
+            raise BrokerError(f"{self.failed} message(s) failed delivery: {self.last_error}")

@@ -1,0 +1,140 @@
+"""Starts and supervises the long-running processes: the dashboard, and the whole demo."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from ingest.broker import start_broker
+from ingest.config import REPO_DIR
+from ingest.errors import TiretrackError
+
+DASHBOARD_APP = REPO_DIR / "dashboard" / "app.py"
+
+
+def dashboard_command(db_path: Path, host: str, port: int) -> list[str]:
+    """Streamlit in production mode: headless, no file watcher, no telemetry."""
+    return [
+        sys.executable, "-m", "streamlit", "run", str(DASHBOARD_APP),
+        "--server.address", host,
+        "--server.port", str(port),
+        "--server.headless", "true",
+        "--server.fileWatcherType", "none",
+        "--browser.gatherUsageStats", "false",
+        "--", "--db", str(db_path),
+    ]  # fmt: skip
+
+
+def run_dashboard(db_path: Path, host: str, port: int) -> int:
+    env = os.environ | {"TIRETRACK_DB": str(db_path)}
+    process = subprocess.Popen(dashboard_command(db_path, host, port), cwd=REPO_DIR, env=env)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.send_signal(signal.SIGINT)
+        return process.wait()
+
+
+def wait_http(url: str, timeout_s: float, process: subprocess.Popen[Any]) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 (loopback)
+                if response.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.3)
+    return False
+
+
+def _tiretrack(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ingest", *args]
+
+
+def _stop_all(processes: list[subprocess.Popen[Any]]) -> None:
+    for process in reversed(processes):
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in reversed(processes):
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def run_demo(
+    *,
+    db_path: Path,
+    broker_port: int,
+    dashboard_port: int,
+    serve_port: int,
+    rate: float,
+    time_scale: float,
+    malformed_rate: float,
+) -> int:
+    """Broker, worker, simulator, dashboard; prints the URL; Ctrl-C stops everything."""
+    broker = start_broker("127.0.0.1", broker_port)
+    bootstrap = broker.bootstrap_servers
+    # The broker keeps nothing across restarts: start from an empty database too, so the
+    # offsets stored in it match the new, empty topics.
+    for suffix in ("", ".wal"):
+        Path(str(db_path) + suffix).unlink(missing_ok=True)
+    env = os.environ | {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "TIRETRACK_DB": str(db_path)}
+    processes: list[subprocess.Popen[Any]] = []
+    stopping = False
+
+    def on_signal(_signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        processes.append(
+            subprocess.Popen(
+                _tiretrack("ingest", "--serve-port", str(serve_port)), env=env, cwd=REPO_DIR
+            )
+        )
+        processes.append(
+            subprocess.Popen(
+                _tiretrack(
+                    "simulate", "--rate", str(rate), "--time-scale", str(time_scale),
+                    "--malformed-rate", str(malformed_rate), "--duplicate-rate", "0.01",
+                    "--out-of-order-rate", "0.01",
+                ),
+                env=env,
+                cwd=REPO_DIR,
+            )
+        )  # fmt: skip
+        dashboard = subprocess.Popen(
+            dashboard_command(db_path, "127.0.0.1", dashboard_port), env=env, cwd=REPO_DIR
+        )
+        processes.append(dashboard)
+        url = f"http://127.0.0.1:{dashboard_port}"
+        if not wait_http(f"{url}/_stcore/health", 60, dashboard):
+            raise TiretrackError(f"the dashboard did not start on port {dashboard_port}")
+        print(
+            f"\nTiretrack demo running: open {url}\n"
+            f"  broker {bootstrap}, database {db_path}; Ctrl-C stops everything\n",
+            flush=True,
+        )
+        while not stopping:
+            for process in processes:
+                if process.poll() is not None:
+                    raise TiretrackError(
+                        f"demo process {' '.join(process.args[2:4])} exited "
+                        f"with code {process.returncode}; stopping the demo"
+                    )
+            time.sleep(0.5)
+        return 0
+    finally:
+        _stop_all(processes)
+        broker.stop()

@@ -1,0 +1,389 @@
+"""The only writer of the DuckDB database: migrations, views, and one transaction per batch."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from ingest.contract import EVENT_COLUMNS
+from ingest.database import (
+    connect_file,
+    load_extensions,
+    number_literal,
+    render,
+    split_statements,
+    sql_file,
+)
+from ingest.errors import DatabaseError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = ("001_schema.sql",)
+
+_LINE = pa.struct([("sku", pa.string()), ("quantity", pa.int64())])
+_TS = pa.timestamp("us", tz="UTC")
+_EVENT_TYPES: dict[str, pa.DataType] = {
+    "lat": pa.float64(),
+    "lon": pa.float64(),
+    "speed_kmh": pa.float64(),
+    "heading_deg": pa.float64(),
+    "occurred_at": _TS,
+    "planned_departure": _TS,
+    "planned_arrival": _TS,
+    "eta": _TS,
+    "lines": pa.list_(_LINE),
+    "damaged_quantity": pa.int64(),
+    "estimated_delay_minutes": pa.int64(),
+    "on_hand": pa.int64(),
+    "delta": pa.int64(),
+}
+EVENT_SCHEMA = pa.schema(
+    [(name, _EVENT_TYPES.get(name, pa.string())) for name in EVENT_COLUMNS]
+    + [("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64())]
+)
+DEAD_LETTER_SCHEMA = pa.schema(
+    [
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("reason", pa.string()),
+        ("received_at", _TS),
+        ("key", pa.binary()),
+        ("value", pa.binary()),
+    ]
+)
+
+# Reference tables replaced from data/ at start-up: (table, file).
+REFERENCE_FILES = (
+    ("ref_sites", "sites.csv"),
+    ("ref_skus", "skus.csv"),
+    ("ref_carriers", "carriers.csv"),
+    ("ref_lanes", "lanes.csv"),
+)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass
+class Batch:
+    """What one consume round produced, ready to be stored in one transaction."""
+
+    rows: list[tuple] = field(default_factory=list)  # EVENT_COLUMNS + topic, partition, offset
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    messages: int = 0
+    in_batch_duplicates: int = 0
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    accepted: int
+    duplicates: int
+    rejected: int
+    out_of_order: int
+    unknown_references: int
+
+
+def _definitions() -> list[str]:
+    """Macros and views over the store; recreated at every start so upgrades apply."""
+    partials = sql_file("shipment_partials.sql")
+    shipments = sql_file("shipments.sql")
+    inventory = sql_file("inventory.sql")
+    in_transit = sql_file("in_transit.sql")
+    tolerance_now = (
+        "(SELECT \"value\"::DOUBLE FROM settings WHERE name = 'on_time_tolerance_minutes')"
+    )
+    counts_asof = (
+        "SELECT site_id, sku, max({'ts': occurred_at, 'id': event_id}).ts AS count_ts, "
+        "arg_max(on_hand, {'ts': occurred_at, 'id': event_id}) AS on_hand "
+        "FROM events WHERE event_type = 'inventory.counted' AND occurred_at <= as_of "
+        "GROUP BY site_id, sku"
+    )
+    movements_asof = (
+        "SELECT m.site_id, m.sku, m.ts, m.delta FROM ("
+        "SELECT unnest(shipment_movements(plan, departed_at, arrived_first_at, "
+        "delivered_first_at, delivered, cancelled_at)) AS m "
+        "FROM shipment_partials_asof(as_of))"
+    )
+    changes_asof = (
+        "SELECT site_id, sku, occurred_at AS ts, delta FROM events "
+        "WHERE event_type = 'inventory.adjusted' AND occurred_at <= as_of "
+        f"UNION ALL {movements_asof}"
+    )
+    return [
+        *split_statements(sql_file("macros.sql")),
+        "CREATE OR REPLACE MACRO shipment_partials_asof(as_of) AS TABLE "
+        + render(partials, events="(SELECT * FROM events WHERE occurred_at <= as_of)"),
+        "CREATE OR REPLACE MACRO shipments_asof(as_of, tolerance_min) AS TABLE "
+        + render(
+            shipments,
+            partials="shipment_partials_asof(as_of)",
+            t="as_of",
+            tolerance="tolerance_min",
+        ),
+        "CREATE OR REPLACE VIEW shipments_now AS "
+        + render(shipments, partials="shipment_state", t="now()", tolerance=tolerance_now),
+        "CREATE OR REPLACE MACRO in_transit_asof(as_of) AS TABLE "
+        + render(in_transit, partials="shipment_partials_asof(as_of)"),
+        "CREATE OR REPLACE VIEW in_transit_now AS " + render(in_transit, partials="shipment_state"),
+        "CREATE OR REPLACE MACRO inventory_asof(as_of) AS TABLE "
+        + render(inventory, counts=counts_asof, changes=changes_asof),
+        "CREATE OR REPLACE VIEW inventory_now AS "
+        + render(
+            inventory,
+            counts="SELECT site_id, sku, count_key.ts AS count_ts, on_hand FROM stock_counts",
+            changes="SELECT site_id, sku, ts, delta FROM stock_changes",
+        ),
+        'CREATE OR REPLACE VIEW kafka_positions AS SELECT topic, "partition", next_offset, '
+        "high_watermark, greatest(coalesce(high_watermark, 0) - next_offset, 0) AS lag, "
+        "at_end_since, updated_at FROM kafka_offsets",
+    ]
+
+
+def _tables(rows: Sequence[tuple], schema: pa.Schema) -> pa.Table:
+    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in schema]
+    return pa.Table.from_arrays(
+        [pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)],
+        schema=schema,
+    )
+
+
+class Store:
+    """Owns the read-write connection; every write of the project goes through here."""
+
+    def __init__(self, path: Path, *, on_time_tolerance_minutes: float = 60.0) -> None:
+        self.path = path
+        self.con = connect_file(path, read_only=False)
+        try:
+            load_extensions(self.con)
+            self._migrate()
+            for statement in _definitions():
+                self.con.execute(statement)
+            self.con.execute(
+                "INSERT OR REPLACE INTO settings VALUES ('on_time_tolerance_minutes', ?)",
+                [number_literal(on_time_tolerance_minutes)],
+            )
+        except duckdb.Error as e:
+            self.con.close()
+            raise DatabaseError(f"cannot prepare database {path}: {e}") from e
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        self.con.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMPTZ)"
+        )
+        done = {v for (v,) in self.con.execute("SELECT version FROM schema_migrations").fetchall()}
+        for version, name in enumerate(MIGRATIONS, start=1):
+            if version in done:
+                continue
+            self.con.execute("BEGIN")
+            for statement in split_statements(sql_file(name)):
+                self.con.execute(statement)
+            self.con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [version, name])
+            self.con.execute("COMMIT")
+            log.info("applied migration %s", name)
+
+    def load_reference(self, data_dir: Path) -> None:
+        """Replace the reference tables with the CSV files of the reference network."""
+        self.con.execute("BEGIN")
+        for table, filename in REFERENCE_FILES:
+            path = data_dir / filename
+            if not path.exists():
+                self.con.execute("ROLLBACK")
+                raise DatabaseError(f"reference file {path} is missing")
+            self.con.execute(
+                f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM read_csv(?, header = true)",
+                [str(path)],
+            )
+        self.con.execute("COMMIT")
+
+    def mark_started(self) -> None:
+        self.con.execute("UPDATE ingest_stats SET started_at = now() WHERE id = 1")
+
+    # -- read helpers for the worker --------------------------------------------------------
+
+    def stored_offsets(self) -> dict[tuple[str, int], int]:
+        rows = self.con.execute('SELECT topic, "partition", next_offset FROM kafka_offsets')
+        return {(t, p): o for t, p, o in rows.fetchall()}
+
+    def record_positions(
+        self, at_end: Sequence[tuple[str, int, int]], watermarks: dict[tuple[str, int], int]
+    ) -> None:
+        """Note partitions found at their end, and the broker's (approximate) high watermarks."""
+        for topic, partition, offset in at_end:
+            self.con.execute(
+                "INSERT INTO kafka_offsets VALUES (?, ?, ?, NULL, now(), now()) "
+                'ON CONFLICT (topic, "partition") DO UPDATE SET '
+                "at_end_since = coalesce(kafka_offsets.at_end_since, now())",
+                [topic, partition, offset],
+            )
+        for (topic, partition), high in watermarks.items():
+            self.con.execute(
+                'UPDATE kafka_offsets SET high_watermark = ? WHERE topic = ? AND "partition" = ?',
+                [high, topic, partition],
+            )
+
+    # -- the batch ----------------------------------------------------------------------------
+
+    def apply_batch(self, batch: Batch, now: dt.datetime) -> BatchResult:
+        """Store a batch atomically: events, dead letters, derived state, offsets, counters."""
+        con = self.con
+        incoming = _tables(batch.rows, EVENT_SCHEMA)
+        incoming = incoming.append_column(
+            "ingested_at", pa.array([now] * incoming.num_rows, type=_TS)
+        )
+        dead = _tables(
+            [
+                (d.topic, d.partition, d.offset, d.reason, now, d.key, d.value)
+                for d in batch.dead_letters
+            ],
+            DEAD_LETTER_SCHEMA,
+        )
+        con.execute("BEGIN")
+        try:
+            result = self._apply(incoming, dead, batch, now)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            for name in ("incoming", "dead", "new_events"):
+                con.unregister(name)
+        return result
+
+    def _apply(
+        self, incoming: pa.Table, dead: pa.Table, batch: Batch, now: dt.datetime
+    ) -> BatchResult:
+        con = self.con
+        con.register("incoming", incoming)
+        con.register("dead", dead)
+        new_events = con.execute(
+            "INSERT INTO events SELECT * FROM incoming ON CONFLICT DO NOTHING RETURNING *"
+        ).to_arrow_table()
+        con.register("new_events", new_events)
+        accepted = new_events.num_rows
+        duplicates = incoming.num_rows - accepted + batch.in_batch_duplicates
+
+        con.execute(
+            'INSERT INTO dead_letters SELECT topic, "partition", "offset", reason, '
+            'received_at, "key", "value" FROM dead'
+        )
+        unknown = self._flag_unknown_references(now)
+
+        # Events stamped later than now wait in future_events until their time comes.
+        con.execute(
+            "INSERT INTO future_events SELECT event_id, occurred_at FROM new_events "
+            "WHERE occurred_at > ?",
+            [now],
+        )
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE apply_events AS "
+            "SELECT * FROM new_events WHERE occurred_at <= ?",
+            [now],
+        )
+        (matured,) = con.execute(
+            "SELECT count(*) FROM future_events WHERE occurred_at <= ?", [now]
+        ).fetchone() or (0,)
+        if matured:
+            con.execute(
+                "INSERT INTO apply_events SELECT * FROM events WHERE event_id IN "
+                "(SELECT event_id FROM future_events WHERE occurred_at <= ?)",
+                [now],
+            )
+            con.execute("DELETE FROM future_events WHERE occurred_at <= ?", [now])
+
+        out_of_order = self._count_out_of_order()
+        self._fold_shipments()
+        self._fold_inventory()
+        self._store_offsets(batch.next_offsets, now)
+        con.execute(
+            "UPDATE ingest_stats SET messages = messages + ?, accepted = accepted + ?, "
+            "duplicates = duplicates + ?, rejected = rejected + ?, "
+            "out_of_order = out_of_order + ?, unknown_references = unknown_references + ?, "
+            "batches = batches + 1, last_batch_at = ?, "
+            "last_event_at = greatest(last_event_at, "
+            "(SELECT max(occurred_at) FROM new_events)) WHERE id = 1",
+            [batch.messages, accepted, duplicates, dead.num_rows, out_of_order, unknown, now],
+        )
+        con.execute("DROP TABLE IF EXISTS apply_events")
+        return BatchResult(accepted, duplicates, dead.num_rows, out_of_order, unknown)
+
+    def _count_out_of_order(self) -> int:
+        """Events older than the newest event already applied for the same shipment or site."""
+        (count,) = self.con.execute(sql_file("count_out_of_order.sql")).fetchone() or (0,)
+        return int(count)
+
+    def _fold_shipments(self) -> None:
+        con = self.con
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE batch_partials AS "
+            + render(sql_file("shipment_partials.sql"), events="apply_events")
+        )
+        con.execute(sql_file("merge_shipment_state.sql"))
+        # A shipment's stock movements follow its whole state: rebuild them for those touched.
+        con.execute(
+            "DELETE FROM stock_changes WHERE kind <> 'adjustment' "
+            "AND ref IN (SELECT shipment_id FROM batch_partials)"
+        )
+        con.execute(
+            "INSERT INTO stock_changes SELECT m.site_id, m.sku, m.ts, m.delta, m.kind, "
+            "shipment_id FROM (SELECT shipment_id, unnest(shipment_movements(plan, departed_at, "
+            "arrived_first_at, delivered_first_at, delivered, cancelled_at)) AS m "
+            "FROM shipment_state WHERE shipment_id IN (SELECT shipment_id FROM batch_partials))"
+        )
+        con.execute("DROP TABLE batch_partials")
+
+    def _fold_inventory(self) -> None:
+        for statement in split_statements(sql_file("fold_inventory.sql")):
+            self.con.execute(statement)
+
+    def _flag_unknown_references(self, now: dt.datetime) -> int:
+        (count,) = self.con.execute(
+            "SELECT count(*) FROM (" + sql_file("unknown_references.sql") + ")"
+        ).fetchone() or (0,)
+        if count:
+            self.con.execute(
+                'INSERT INTO data_quality_issues SELECT event_id, event_type, field, "value", ? '
+                "FROM (" + sql_file("unknown_references.sql") + ")",
+                [now],
+            )
+        return int(count)
+
+    def _store_offsets(self, next_offsets: dict[tuple[str, int], int], now: dt.datetime) -> None:
+        for (topic, partition), offset in next_offsets.items():
+            self.con.execute(
+                "INSERT INTO kafka_offsets VALUES (?, ?, ?, NULL, NULL, ?) "
+                'ON CONFLICT (topic, "partition") DO UPDATE SET '
+                "next_offset = greatest(kafka_offsets.next_offset, excluded.next_offset), "
+                "at_end_since = NULL, updated_at = excluded.updated_at",
+                [topic, partition, offset, now],
+            )
+
+    def reset_offsets(self) -> None:
+        """Forget stored positions (the broker lost its data); events and state are kept."""
+        self.con.execute("DELETE FROM kafka_offsets")
+
+    def checkpoint(self) -> None:
+        self.con.execute("CHECKPOINT")
+
+    def close(self) -> None:
+        try:
+            self.con.close()
+        except duckdb.Error as e:  # closing must not hide the error that led here
+            log.warning("closing database %s: %s", self.path, e)

@@ -1,0 +1,179 @@
+"""The ingest worker: consume, validate, dead-letter, store exactly once, serve, report progress."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import FrameType
+
+from confluent_kafka import Message
+
+from ingest.config import DLQ_SUFFIX, IngestSettings
+from ingest.consumer import EventConsumer
+from ingest.contract import INVENTORY, SHIPMENTS, Rejected, to_row, validate
+from ingest.kafka import EventProducer, ensure_topics
+from ingest.network import DATA_DIR
+from ingest.serve import start_serving, stop_serving
+from ingest.store import Batch, DeadLetter, Store
+
+log = logging.getLogger(__name__)
+
+
+def build_batch(messages: Iterable[Message], families: dict[str, str]) -> Batch:
+    """Validate a consumed batch: rows for valid events, dead letters for the rest.
+
+    Pure apart from reading the messages. Duplicates inside the batch are dropped here (the
+    first by Kafka position wins); duplicates of stored events are found by the store.
+    """
+    batch = Batch()
+    seen: set[str] = set()
+    for msg in messages:
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        batch.messages += 1
+        key = (topic, partition)
+        batch.next_offsets[key] = max(batch.next_offsets.get(key, 0), offset + 1)
+        value = msg.value()
+        try:
+            event = validate(families[topic], value)
+        except Rejected as e:
+            batch.dead_letters.append(
+                DeadLetter(topic, partition, offset, e.reason, msg.key(), value)
+            )
+            continue
+        if event.event_id in seen:
+            batch.in_batch_duplicates += 1
+            continue
+        seen.add(event.event_id)
+        batch.rows.append((*to_row(event), topic, partition, offset))
+    return batch
+
+
+def dead_letter_headers(d: DeadLetter) -> list[tuple[str, bytes]]:
+    return [
+        ("dlq.reason", d.reason.encode()),
+        ("dlq.topic", d.topic.encode()),
+        ("dlq.partition", str(d.partition).encode()),
+        ("dlq.offset", str(d.offset).encode()),
+    ]
+
+
+@dataclass
+class Progress:
+    """Counters for the one-line progress log."""
+
+    started: float
+    last_log: float
+    messages: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    since_log: int = 0
+
+
+class Worker:
+    def __init__(self, settings: IngestSettings) -> None:
+        self.settings = settings
+        self.stopping = threading.Event()
+
+    def request_stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
+        if signum is not None:
+            log.info("received %s: finishing the current batch", signal.Signals(signum).name)
+        self.stopping.set()
+
+    def run(self) -> Progress:
+        """Run until stopped (or, with stop_at_end, until every partition is read to its end)."""
+        s = self.settings
+        kafka = s.kafka
+        families = {kafka.shipments_topic: SHIPMENTS, kafka.inventory_topic: INVENTORY}
+        store = Store(s.db_path, on_time_tolerance_minutes=s.on_time_tolerance_minutes)
+        endpoint = None
+        consumer: EventConsumer | None = None
+        try:
+            store.load_reference(DATA_DIR)
+            store.mark_started()
+            if s.serve.enabled:
+                endpoint = start_serving(store.con, s.db_path, s.serve)
+            ensure_topics(kafka, [*kafka.topics, *(t + DLQ_SUFFIX for t in kafka.topics)])
+            dlq = EventProducer(kafka)
+            consumer = EventConsumer(kafka, s.group_id)
+            stored = store.stored_offsets()
+            consumer.assign(stored)
+            progress = self._loop(store, consumer, dlq, families)
+            dlq.flush()
+            return progress
+        finally:
+            if consumer is not None:
+                consumer.close()
+            if endpoint is not None:
+                stop_serving(store.con, s.db_path, endpoint)
+            store.checkpoint()
+            store.close()
+
+    def _loop(
+        self,
+        store: Store,
+        consumer: EventConsumer,
+        dlq: EventProducer,
+        families: dict[str, str],
+    ) -> Progress:
+        s = self.settings
+        now_mono = time.monotonic()
+        progress = Progress(started=now_mono, last_log=now_mono)
+        stored = store.stored_offsets()
+        reported_end = False
+        while not self.stopping.is_set():
+            messages = consumer.consume(s.batch_size, s.batch_timeout_s)
+            if messages:
+                batch = build_batch(messages, families)
+                for d in batch.dead_letters:
+                    dlq.send(d.topic + DLQ_SUFFIX, d.key, d.value, dead_letter_headers(d))
+                if batch.dead_letters:
+                    # Dead letters reach the topic before the batch commits: at least once.
+                    dlq.flush()
+                result = store.apply_batch(batch, dt.datetime.now(dt.UTC))
+                stored.update(batch.next_offsets)
+                consumer.commit((t, p, o) for (t, p), o in batch.next_offsets.items())
+                progress.messages += batch.messages
+                progress.since_log += batch.messages
+                progress.accepted += result.accepted
+                progress.duplicates += result.duplicates
+                progress.rejected += result.rejected
+                reported_end = False
+            if consumer.all_at_end() and not reported_end:
+                store.record_positions(
+                    [(t, p, o) for (t, p), o in consumer.at_end.items()], consumer.watermarks()
+                )
+                reported_end = True
+                if s.stop_at_end:
+                    log.info("every partition read to its end: stopping (--stop-at-end)")
+                    break
+            if consumer.broker_down and not messages:
+                log.warning("Kafka unreachable (%s); retrying", consumer.broker_down)
+                consumer.broker_down = None
+            consumer.maybe_refresh(stored)
+            self._maybe_log(progress)
+        self._log_line(progress, time.monotonic())
+        return progress
+
+    def _maybe_log(self, progress: Progress) -> None:
+        now = time.monotonic()
+        if now - progress.last_log >= self.settings.progress_interval_s:
+            self._log_line(progress, now)
+
+    def _log_line(self, progress: Progress, now: float) -> None:
+        rate = progress.since_log / max(now - progress.last_log, 1e-9)
+        log.info(
+            "ingested %d messages: %d accepted, %d duplicates, %d rejected; %.0f msg/s",
+            progress.messages,
+            progress.accepted,
+            progress.duplicates,
+            progress.rejected,
+            rate,
+        )
+        progress.last_log = now
+        progress.since_log = 0
