@@ -317,9 +317,9 @@ def replay(file: Path, pace: bool, **kw: Any) -> None:
     "--batch-size",
     envvar="TIRETRACK_BATCH_SIZE",
     type=click.IntRange(1, 100_000),
-    default=5000,
+    default=20000,
     show_default=True,
-    help="Most messages stored per transaction.",
+    help="Most messages stored per transaction (fewer when caught up).",
 )
 @click.option(
     "--batch-timeout",

@@ -6,6 +6,7 @@ import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ingest.errors import ConfigError
 
@@ -84,8 +85,11 @@ class KafkaSettings:
         if self.shipments_topic == self.inventory_topic:
             raise ConfigError("the shipments and inventory topics must differ")
 
-    def _base(self) -> dict[str, str]:
-        conf = {"bootstrap.servers": self.bootstrap_servers, "client.id": "tiretrack"}
+    def _base(self) -> dict[str, Any]:
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "client.id": "tiretrack",
+        }
         if self.properties_file is not None:
             conf.update(read_properties(self.properties_file))
         conf.update(self.extra)
@@ -95,16 +99,16 @@ class KafkaSettings:
     def local(self) -> bool:
         return is_loopback(self._base()["bootstrap.servers"])
 
-    def consumer_config(self, group_id: str) -> dict[str, str]:
-        conf = {"group.id": group_id, "partition.assignment.strategy": "range"}
+    def consumer_config(self, group_id: str) -> dict[str, Any]:
+        conf: dict[str, Any] = {"group.id": group_id, "partition.assignment.strategy": "range"}
         if self.local:
             conf.update(LOCAL_CONSUMER_TUNING)
         conf.update(self._base())
         conf.update(FORCED_CONSUMER_PROPS)
         return conf
 
-    def producer_config(self) -> dict[str, str]:
-        conf = {
+    def producer_config(self) -> dict[str, Any]:
+        conf: dict[str, Any] = {
             "enable.idempotence": "true",
             "acks": "all",
             "compression.type": "lz4",
@@ -113,7 +117,7 @@ class KafkaSettings:
         conf.update(self._base())
         return conf
 
-    def admin_config(self) -> dict[str, str]:
+    def admin_config(self) -> dict[str, Any]:
         return self._base()
 
     def topic_for(self, family: str) -> str:
@@ -140,7 +144,7 @@ class IngestSettings:
     db_path: Path = DEFAULT_DB
     group_id: str = DEFAULT_GROUP_ID
     serve: ServeSettings = field(default_factory=ServeSettings)
-    batch_size: int = 5000
+    batch_size: int = 20000
     batch_timeout_s: float = 0.2
     stop_at_end: bool = False
     on_time_tolerance_minutes: float = 60.0

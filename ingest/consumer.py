@@ -21,6 +21,13 @@ log = logging.getLogger(__name__)
 
 PartitionKey = tuple[str, int]
 METADATA_REFRESH_S = 30.0
+# librdkafka hands over small chunks fastest (measured: 100-1000 per call beat 50k).
+CONSUME_CHUNK = 1000
+
+
+def position(msg: Message) -> tuple[str, int, int]:
+    """(topic, partition, offset) of a consumed message (never None for data and EOF events)."""
+    return msg.topic() or "", msg.partition() or 0, msg.offset() or 0
 
 
 class EventConsumer:
@@ -81,21 +88,28 @@ class EventConsumer:
                 self._last_refresh = time.monotonic()
 
     def consume(self, max_messages: int, timeout_s: float) -> list[Message]:
-        """A batch of data messages; end-of-partition events update `at_end` and are dropped."""
-        messages = self._consumer.consume(num_messages=max_messages, timeout=timeout_s)
+        """Up to max_messages data messages: keeps reading while the log has more (a large batch
+        when behind), returns as soon as a read comes back short (low latency when caught up).
+        End-of-partition events update `at_end` and are dropped."""
         data: list[Message] = []
-        for msg in messages:
-            err = msg.error()
-            key = (msg.topic(), msg.partition())
-            if err is None:
-                self.at_end.pop(key, None)
-                data.append(msg)
-            elif err.code() == KafkaError._PARTITION_EOF:
-                self.at_end[key] = msg.offset()
-            elif err.fatal():
-                raise BrokerError(f"Kafka consumer failed on {key[0]}[{key[1]}]: {err.str()}")
-            else:
-                log.warning("Kafka consumer: %s", err.str())
+        while len(data) < max_messages:
+            want = min(CONSUME_CHUNK, max_messages - len(data))
+            messages = self._consumer.consume(num_messages=want, timeout=timeout_s)
+            for msg in messages:
+                err = msg.error()
+                topic, partition, offset = position(msg)
+                key = (topic, partition)
+                if err is None:
+                    self.at_end.pop(key, None)
+                    data.append(msg)
+                elif err.code() == KafkaError._PARTITION_EOF:
+                    self.at_end[key] = offset
+                elif err.fatal():
+                    raise BrokerError(f"Kafka consumer failed on {key[0]}[{key[1]}]: {err.str()}")
+                else:
+                    log.warning("Kafka consumer: %s", err.str())
+            if len(messages) < want:
+                break
         if data:
             self.broker_down = None
         return data

@@ -73,7 +73,7 @@ class EventProducer:
         topic: str,
         key: bytes | str | None,
         value: bytes | None,
-        headers: list[tuple[str, bytes]] | None = None,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> None:
         while True:
             try:

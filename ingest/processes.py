@@ -88,36 +88,31 @@ def run_demo(
     for suffix in ("", ".wal"):
         Path(str(db_path) + suffix).unlink(missing_ok=True)
     env = os.environ | {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "TIRETRACK_DB": str(db_path)}
-    processes: list[subprocess.Popen[Any]] = []
+    processes: dict[str, subprocess.Popen[Any]] = {}
     stopping = False
 
     def on_signal(_signum: int, _frame: Any) -> None:
         nonlocal stopping
         stopping = True
 
+    def start(name: str, command: list[str]) -> subprocess.Popen[Any]:
+        processes[name] = subprocess.Popen(command, env=env, cwd=REPO_DIR)
+        return processes[name]
+
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        processes.append(
-            subprocess.Popen(
-                _tiretrack("ingest", "--serve-port", str(serve_port)), env=env, cwd=REPO_DIR
-            )
-        )
-        processes.append(
-            subprocess.Popen(
-                _tiretrack(
-                    "simulate", "--rate", str(rate), "--time-scale", str(time_scale),
-                    "--malformed-rate", str(malformed_rate), "--duplicate-rate", "0.01",
-                    "--out-of-order-rate", "0.01",
-                ),
-                env=env,
-                cwd=REPO_DIR,
-            )
-        )  # fmt: skip
-        dashboard = subprocess.Popen(
-            dashboard_command(db_path, "127.0.0.1", dashboard_port), env=env, cwd=REPO_DIR
-        )
-        processes.append(dashboard)
+        # Simulated durations shrink by time_scale, so the on-time tolerance shrinks with them.
+        tolerance = 60.0 / time_scale
+        start("worker", _tiretrack(
+            "ingest", "--serve-port", str(serve_port), "--on-time-tolerance", f"{tolerance:g}",
+        ))  # fmt: skip
+        start("simulator", _tiretrack(
+            "simulate", "--rate", str(rate), "--time-scale", str(time_scale),
+            "--malformed-rate", str(malformed_rate), "--duplicate-rate", "0.01",
+            "--out-of-order-rate", "0.01",
+        ))  # fmt: skip
+        dashboard = start("dashboard", dashboard_command(db_path, "127.0.0.1", dashboard_port))
         url = f"http://127.0.0.1:{dashboard_port}"
         if not wait_http(f"{url}/_stcore/health", 60, dashboard):
             raise TiretrackError(f"the dashboard did not start on port {dashboard_port}")
@@ -127,14 +122,14 @@ def run_demo(
             flush=True,
         )
         while not stopping:
-            for process in processes:
+            for name, process in processes.items():
                 if process.poll() is not None:
                     raise TiretrackError(
-                        f"demo process {' '.join(process.args[2:4])} exited "
-                        f"with code {process.returncode}; stopping the demo"
+                        f"the demo's {name} exited with code {process.returncode}; "
+                        "stopping the demo"
                     )
             time.sleep(0.5)
         return 0
     finally:
-        _stop_all(processes)
+        _stop_all(list(processes.values()))
         broker.stop()

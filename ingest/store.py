@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -155,7 +156,7 @@ def _definitions() -> list[str]:
 
 
 def _tables(rows: Sequence[tuple], schema: pa.Schema) -> pa.Table:
-    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in schema]
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[]] * len(schema)
     return pa.Table.from_arrays(
         [pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)],
         schema=schema,
@@ -335,7 +336,8 @@ class Store:
             "CREATE OR REPLACE TEMP TABLE batch_partials AS "
             + render(sql_file("shipment_partials.sql"), events="apply_events")
         )
-        con.execute(sql_file("merge_shipment_state.sql"))
+        for statement in split_statements(sql_file("merge_shipment_state.sql")):
+            con.execute(statement)
         # A shipment's stock movements follow its whole state: rebuild them for those touched.
         con.execute(
             "DELETE FROM stock_changes WHERE kind <> 'adjustment' "

@@ -14,10 +14,10 @@ from types import FrameType
 from confluent_kafka import Message
 
 from ingest.config import DLQ_SUFFIX, IngestSettings
-from ingest.consumer import EventConsumer
+from ingest.consumer import EventConsumer, position
 from ingest.contract import INVENTORY, SHIPMENTS, Rejected, to_row, validate
 from ingest.kafka import EventProducer, ensure_topics
-from ingest.network import DATA_DIR
+from ingest.network import DATA_DIR, load_network
 from ingest.serve import start_serving, stop_serving
 from ingest.store import Batch, DeadLetter, Store
 
@@ -33,7 +33,7 @@ def build_batch(messages: Iterable[Message], families: dict[str, str]) -> Batch:
     batch = Batch()
     seen: set[str] = set()
     for msg in messages:
-        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        topic, partition, offset = position(msg)
         batch.messages += 1
         key = (topic, partition)
         batch.next_offsets[key] = max(batch.next_offsets.get(key, 0), offset + 1)
@@ -53,7 +53,7 @@ def build_batch(messages: Iterable[Message], families: dict[str, str]) -> Batch:
     return batch
 
 
-def dead_letter_headers(d: DeadLetter) -> list[tuple[str, bytes]]:
+def dead_letter_headers(d: DeadLetter) -> list[tuple[str, str | bytes | None]]:
     return [
         ("dlq.reason", d.reason.encode()),
         ("dlq.topic", d.topic.encode()),
@@ -94,6 +94,7 @@ class Worker:
         endpoint = None
         consumer: EventConsumer | None = None
         try:
+            load_network(DATA_DIR)  # reports bad reference data by file and line
             store.load_reference(DATA_DIR)
             store.mark_started()
             if s.serve.enabled:

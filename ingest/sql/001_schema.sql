@@ -44,8 +44,9 @@ CREATE TABLE future_events (
 );
 
 -- Per-shipment partial state: a merge of aggregates that do not depend on arrival order.
+-- One row per shipment, kept so by the fold (no index: rows are swapped, not updated).
 CREATE TABLE shipment_state (
-    shipment_id VARCHAR PRIMARY KEY,
+    shipment_id VARCHAR NOT NULL,
     first_event_at TIMESTAMPTZ,
     last_event_at TIMESTAMPTZ,
     event_count BIGINT,
