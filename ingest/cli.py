@@ -439,6 +439,15 @@ def export(
 
 @cli.command()
 @DB_OPTION
+def shell(db_path: Path) -> None:
+    """Open the DuckDB CLI on the live database (over Quack while the worker runs)."""
+    from ingest.shell import run_shell
+
+    sys.exit(run_shell(db_path))
+
+
+@cli.command()
+@DB_OPTION
 @click.option(
     "--host",
     envvar="TIRETRACK_DASHBOARD_HOST",

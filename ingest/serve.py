@@ -88,12 +88,26 @@ def stop_serving(con: duckdb.DuckDBPyConnection, db_path: Path, endpoint: Endpoi
         log.debug("quack_stop: %s", e)
 
 
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def read_endpoint(db_path: Path) -> Endpoint | None:
     """The endpoint a running worker published for this database, if any."""
     try:
         info = json.loads(endpoint_path(db_path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    if not _alive(info.get("pid")):
+        return None  # left behind by a worker that was killed
     token = os.environ.get(TOKEN_ENV)
     if not token:
         try:

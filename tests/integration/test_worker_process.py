@@ -1,0 +1,270 @@
+"""The worker as a process: kill -9 and SIGTERM mid-ingest lose and double nothing; readers see
+the live database over Quack while it writes; the simulator's own stock books agree."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from ingest.broker import free_port
+from ingest.network import load_network
+from ingest.readers import open_reader
+from ingest.serve import endpoint_path, token_path
+from ingest.simulator import SimulationSettings, simulate
+from tests.conftest import REPO, Topics, produce, tiretrack
+from tests.state_compare import store_rows
+
+pytestmark = pytest.mark.integration
+
+
+def simulated(seed: int, seconds: float, rate: float, faults: bool) -> list[tuple[str, str, bytes]]:
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
+    settings = SimulationSettings(
+        seed=seed, rate=rate, time_scale=60, start=start, duration_s=seconds,
+        duplicate_rate=0.02 if faults else 0.0,
+        out_of_order_rate=0.02 if faults else 0.0,
+        malformed_rate=0.002 if faults else 0.0,
+    )  # fmt: skip
+    return [(m.family, m.key, m.value) for m in simulate(settings, load_network())]
+
+
+def start_worker(topics: Topics, broker, db: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ingest", "ingest", *topics.cli_args(broker), "--db", str(db),
+         "--batch-size", "2000", "--progress-interval", "1", *extra],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def snapshot(db: Path, t: dt.datetime) -> dict[str, object]:
+    """Everything that must be identical between an interrupted and an uninterrupted run."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        stats = con.execute(
+            "SELECT messages, accepted, duplicates, rejected FROM ingest_stats"
+        ).fetchone()
+        return {
+            "stats": stats,
+            "events": con.execute(
+                "SELECT count(*), count(DISTINCT event_id) FROM events"
+            ).fetchone(),
+            "dead": con.execute(
+                'SELECT topic, "partition", "offset", reason FROM dead_letters ORDER BY ALL'
+            ).fetchall(),
+            "offsets": con.execute(
+                'SELECT topic, "partition", next_offset FROM kafka_offsets ORDER BY ALL'
+            ).fetchall(),
+            **{name: store_rows(con, name, t) for name in ("shipments", "inventory", "in-transit")},
+        }
+    finally:
+        con.close()
+
+
+def progress(db: Path) -> int:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return int(con.execute("SELECT messages FROM ingest_stats").fetchone()[0])
+    finally:
+        con.close()
+
+
+def test_kill_and_sigterm_mid_ingest_lose_and_double_nothing(
+    broker, topics: Topics, tmp_path: Path
+) -> None:
+    messages = simulated(seed=3, seconds=420, rate=400, faults=True)
+    produce(topics.settings(broker), messages)
+    total = len(messages)
+
+    reference = tmp_path / "reference.duckdb"
+    tiretrack(
+        "ingest", *topics.cli_args(broker), "--db", str(reference), "--stop-at-end", "--no-serve"
+    )
+    assert progress(reference) == total
+
+    chaos = tmp_path / "chaos.duckdb"
+    rng = random.Random(5)
+    seen: list[int] = []
+    kills = 0
+    while kills < 5:
+        worker = start_worker(topics, broker, chaos, "--no-serve")
+        # Wait until this run has stored at least one batch, then kill at a random moment.
+        deadline = time.monotonic() + 60
+        before = progress(chaos) if chaos.exists() else 0
+        while time.monotonic() < deadline and "ingested" not in (worker.stderr.readline() or ""):
+            pass
+        time.sleep(rng.uniform(0.0, 0.6))
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        worker.stdout.close()
+        worker.stderr.close()
+        done = progress(chaos)
+        assert done >= before
+        seen.append(done)
+        kills += 1
+        if done == total:
+            break
+    print(f"kills: progress after each {seen} of {total}")
+    assert any(0 < n < total for n in seen), f"no kill landed mid-ingest: {seen}"
+
+    # A SIGTERM finishes the batch in hand and exits cleanly.
+    worker = start_worker(topics, broker, chaos, "--no-serve")
+    time.sleep(1.5)
+    worker.send_signal(signal.SIGTERM)
+    out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert "Traceback" not in err
+
+    tiretrack("ingest", *topics.cli_args(broker), "--db", str(chaos), "--stop-at-end", "--no-serve")
+    t = dt.datetime.now(dt.UTC)
+    assert snapshot(chaos, t) == snapshot(reference, t)
+
+
+def test_readers_query_the_live_worker_over_quack(broker, topics: Topics, tmp_path: Path) -> None:
+    db = tmp_path / "live.duckdb"
+    port = free_port()
+    worker = start_worker(topics, broker, db, "--serve-port", str(port))
+    try:
+        deadline = time.monotonic() + 60
+        while not endpoint_path(db).exists():
+            assert worker.poll() is None, worker.stderr.read()
+            assert time.monotonic() < deadline, "worker never published its endpoint"
+            time.sleep(0.1)
+        assert stat.S_IMODE(os.stat(token_path(db)).st_mode) == 0o600
+        assert json.loads(endpoint_path(db).read_text())["uri"] == f"quack:127.0.0.1:{port}"
+
+        messages = simulated(seed=9, seconds=300, rate=300, faults=False)
+        half = len(messages) // 2
+        produce(topics.settings(broker), messages[:half])
+
+        reader = open_reader(db)
+        assert reader.remote, "the file is locked by the worker: the reader must use Quack"
+        counts = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            n = reader.query("SELECT count(*) AS n FROM events").column("n")[0].as_py()
+            counts.append(n)
+            if n >= half:
+                break
+            time.sleep(0.2)
+        assert counts[-1] == half
+
+        # Readers in several threads, each with its own connection, while the worker writes.
+        errors: list[BaseException] = []
+
+        def read_loop() -> None:
+            try:
+                own = open_reader(db)
+                for _ in range(15):
+                    own.query("SELECT status, count(*) FROM shipments_now GROUP BY status")
+                    own.query("SELECT sum(on_hand) FROM inventory_now")
+                own.close()
+            except BaseException as e:  # collected and asserted below
+                errors.append(e)
+
+        threads = [threading.Thread(target=read_loop) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        produce(topics.settings(broker), messages[half:])
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not errors, errors
+
+        deadline = time.monotonic() + 60
+        while reader.query("SELECT count(*) AS n FROM events").column("n")[0].as_py() < len(
+            messages
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        live = reader.query("SELECT count(*) AS n FROM shipments_now").column("n")[0].as_py()
+        assert live > 0
+        reader.close()
+
+        # An analyst's DuckDB CLI, attached by `tiretrack shell`, runs SQL on the worker.
+        shell = subprocess.run(
+            [sys.executable, "-m", "ingest", "shell", "--db", str(db)], cwd=REPO, text=True,
+            input="SELECT count(*) AS n FROM live.query('SELECT * FROM events');\n",
+            capture_output=True, timeout=60,
+        )  # fmt: skip
+        assert shell.returncode == 0, shell.stderr
+        assert str(len(messages)) in shell.stdout
+
+        # `tiretrack export` finds the running worker by itself.
+        out = tmp_path / "live.csv"
+        result = tiretrack("export", "shipments", "--db", str(db), "--out", str(out))
+        assert f"wrote {live} rows" in result.stdout
+        manifest = json.loads((tmp_path / "live.csv.manifest.json").read_text())
+        assert manifest["source"].startswith("quack:")
+        assert sum(sum(p.values()) for p in manifest["offsets"].values()) == len(messages)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert not endpoint_path(db).exists()
+    token = token_path(db).read_text()
+    assert token not in err, "the Quack token must never be logged"
+
+
+def test_second_worker_on_same_database_gets_a_clear_error(
+    broker, topics: Topics, tmp_path: Path
+) -> None:
+    db = tmp_path / "busy.duckdb"
+    first = start_worker(topics, broker, db, "--serve-port", str(free_port()))
+    try:
+        deadline = time.monotonic() + 60
+        while not endpoint_path(db).exists():
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.1)
+        result = tiretrack(
+            "ingest",
+            *topics.cli_args(broker),
+            "--db",
+            str(db),
+            "--no-serve",
+            check=False,
+            timeout=60,
+        )
+        assert result.returncode == 1
+        assert "is in use by another process" in result.stderr
+        assert "Traceback" not in result.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)
+
+
+def test_derived_stock_reproduces_the_simulators_counts(
+    broker, topics: Topics, tmp_path: Path
+) -> None:
+    """The simulator keeps book stock by the contract's rules and reports it in every count, so
+    the store's inventory just before each count must equal the count."""
+    messages = simulated(seed=4, seconds=600, rate=150, faults=False)
+    produce(topics.settings(broker), messages)
+    db = tmp_path / "stock.duckdb"
+    tiretrack("ingest", *topics.cli_args(broker), "--db", str(db), "--stop-at-end", "--no-serve")
+    con = duckdb.connect(str(db), read_only=True)
+    counts = con.execute(
+        "SELECT site_id, sku, occurred_at, on_hand FROM events e "
+        "WHERE event_type = 'inventory.counted' AND NOT EXISTS (SELECT 1 FROM events o "
+        "WHERE o.event_id <> e.event_id AND o.occurred_at = e.occurred_at "
+        "AND (o.site_id = e.site_id OR o.shipment_id IS NOT NULL)) "
+        "AND occurred_at > (SELECT min(occurred_at) FROM events) + INTERVAL 2 MINUTE"
+    ).fetchall()
+    assert len(counts) > 50
+    for site, sku, at, on_hand in random.Random(1).sample(counts, 40):
+        before = at - dt.timedelta(microseconds=1)
+        rows = {
+            (r["site_id"], r["sku"]): r["on_hand"] for r in store_rows(con, "inventory", before)
+        }
+        assert rows.get((site, sku), 0) == on_hand, (site, sku, at)
+    con.close()
