@@ -377,9 +377,8 @@ class Store:
                 [topic, partition, offset, now],
             )
 
-    def reset_offsets(self) -> None:
-        """Forget stored positions (the broker lost its data); events and state are kept."""
-        self.con.execute("DELETE FROM kafka_offsets")
+    def record_rate(self, events_per_s: float) -> None:
+        self.con.execute("UPDATE ingest_stats SET events_per_s = ? WHERE id = 1", [events_per_s])
 
     def checkpoint(self) -> None:
         self.con.execute("CHECKPOINT")

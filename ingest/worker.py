@@ -157,16 +157,14 @@ class Worker:
                 log.warning("Kafka unreachable (%s); retrying", consumer.broker_down)
                 consumer.broker_down = None
             consumer.maybe_refresh(stored)
-            self._maybe_log(progress)
-        self._log_line(progress, time.monotonic())
+            now = time.monotonic()
+            if now - progress.last_log >= s.progress_interval_s:
+                store.record_rate(self._log_line(progress, now))
+        store.record_rate(self._log_line(progress, time.monotonic()))
         return progress
 
-    def _maybe_log(self, progress: Progress) -> None:
-        now = time.monotonic()
-        if now - progress.last_log >= self.settings.progress_interval_s:
-            self._log_line(progress, now)
-
-    def _log_line(self, progress: Progress, now: float) -> None:
+    def _log_line(self, progress: Progress, now: float) -> float:
+        """Log one progress line; returns messages/s since the previous line."""
         rate = progress.since_log / max(now - progress.last_log, 1e-9)
         log.info(
             "ingested %d messages: %d accepted, %d duplicates, %d rejected; %.0f msg/s",
@@ -178,3 +176,4 @@ class Worker:
         )
         progress.last_log = now
         progress.since_log = 0
+        return rate
