@@ -101,6 +101,49 @@ TOLERANCE_OPTION = click.option(
 )
 
 
+def port_option(name: str, envvar: str, default: int, what: str) -> Any:
+    return click.option(
+        name,
+        envvar=envvar,
+        type=click.IntRange(1, 65535),
+        default=default,
+        show_default=True,
+        help=f"Port of the {what}.",
+    )
+
+
+SERVE_PORT_OPTION = port_option(
+    "--serve-port", "TIRETRACK_SERVE_PORT", DEFAULT_SERVE_PORT, "Quack database server"
+)
+RATE_OPTION = click.option(
+    "--rate",
+    envvar="TIRETRACK_SIM_RATE",
+    type=click.FloatRange(min=0, min_open=True),
+    default=50.0,
+    show_default=True,
+    help="Simulator: target events per second (sets the fleet size).",
+)
+TIME_SCALE_OPTION = click.option(
+    "--time-scale",
+    envvar="TIRETRACK_SIM_TIME_SCALE",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    help="Simulator: durations divided by this (at 60 a 9-hour trip takes 9 minutes).",
+)
+
+
+def malformed_option(default: float) -> Any:
+    return click.option(
+        "--malformed-rate",
+        envvar="TIRETRACK_SIM_MALFORMED_RATE",
+        type=click.FloatRange(0, 1),
+        default=default,
+        show_default=True,
+        help="Simulator: fraction of extra malformed messages (the dead-letter path).",
+    )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--log-level",
@@ -132,14 +175,7 @@ def _stop_on_signals(handler: Any) -> None:
     show_default=True,
     help="Address the local broker listens on (loopback by default).",
 )
-@click.option(
-    "--port",
-    envvar="TIRETRACK_BROKER_PORT",
-    type=click.IntRange(1, 65535),
-    default=9092,
-    show_default=True,
-    help="Port of the local broker.",
-)
+@port_option("--port", "TIRETRACK_BROKER_PORT", 9092, "local broker")
 def broker(host: str, port: int) -> None:
     """Run the local Kafka-compatible broker (Tansu, in memory) until Ctrl-C."""
     from ingest.broker import start_broker
@@ -185,14 +221,7 @@ def _instant(_ctx: Any, _param: Any, value: str | None) -> dt.datetime | None:
     show_default=True,
     help="Random seed: the same seed and settings give the same events.",
 )
-@click.option(
-    "--rate",
-    envvar="TIRETRACK_SIM_RATE",
-    type=click.FloatRange(min=0, min_open=True),
-    default=50.0,
-    show_default=True,
-    help="Target events per second (sets fleet size).",
-)
+@RATE_OPTION
 @click.option(
     "--duration",
     envvar="TIRETRACK_SIM_DURATION",
@@ -207,14 +236,7 @@ def _instant(_ctx: Any, _param: Any, value: str | None) -> dt.datetime | None:
     default=None,
     help="Stop after this many messages.",
 )
-@click.option(
-    "--time-scale",
-    envvar="TIRETRACK_SIM_TIME_SCALE",
-    type=click.FloatRange(min=1),
-    default=60.0,
-    show_default=True,
-    help="Compress durations: at 60 a 9-hour trip takes 9 minutes.",
-)
+@TIME_SCALE_OPTION
 @click.option(
     "--backfill",
     is_flag=True,
@@ -238,14 +260,7 @@ def _instant(_ctx: Any, _param: Any, value: str | None) -> dt.datetime | None:
     envvar="TIRETRACK_SIM_OUT_OF_ORDER_RATE",
     help="Fraction of messages delivered late, out of order.",
 )
-@click.option(
-    "--malformed-rate",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    envvar="TIRETRACK_SIM_MALFORMED_RATE",
-    help="Fraction of extra malformed messages (dead-letter demo).",
-)
+@malformed_option(0.0)
 @click.option(
     "--out",
     "out",
@@ -299,14 +314,7 @@ def replay(file: Path, pace: bool, **kw: Any) -> None:
     show_default=True,
     help="Address the Quack database server binds (loopback unless opened on purpose).",
 )
-@click.option(
-    "--serve-port",
-    envvar="TIRETRACK_SERVE_PORT",
-    type=click.IntRange(1, 65535),
-    default=DEFAULT_SERVE_PORT,
-    show_default=True,
-    help="Port of the Quack server.",
-)
+@SERVE_PORT_OPTION
 @click.option(
     "--no-serve",
     is_flag=True,
@@ -455,14 +463,7 @@ def shell(db_path: Path) -> None:
     show_default=True,
     help="Address the dashboard listens on.",
 )
-@click.option(
-    "--port",
-    envvar="TIRETRACK_DASHBOARD_PORT",
-    type=click.IntRange(1, 65535),
-    default=8501,
-    show_default=True,
-    help="Port of the dashboard.",
-)
+@port_option("--port", "TIRETRACK_DASHBOARD_PORT", 8501, "dashboard")
 def dashboard(db_path: Path, host: str, port: int) -> None:
     """Run the Streamlit dashboard over the worker's live database."""
     from ingest.processes import run_dashboard
@@ -480,54 +481,12 @@ def dashboard(db_path: Path, host: str, port: int) -> None:
     show_default=True,
     help="Demo database; recreated at each start (the local broker starts empty too).",
 )
-@click.option(
-    "--broker-port",
-    envvar="TIRETRACK_BROKER_PORT",
-    type=click.IntRange(1, 65535),
-    default=9092,
-    show_default=True,
-    help="Port of the local broker.",
-)
-@click.option(
-    "--dashboard-port",
-    envvar="TIRETRACK_DASHBOARD_PORT",
-    type=click.IntRange(1, 65535),
-    default=8501,
-    show_default=True,
-    help="Port of the dashboard.",
-)
-@click.option(
-    "--serve-port",
-    envvar="TIRETRACK_SERVE_PORT",
-    type=click.IntRange(1, 65535),
-    default=DEFAULT_SERVE_PORT,
-    show_default=True,
-    help="Port of the Quack server.",
-)
-@click.option(
-    "--rate",
-    envvar="TIRETRACK_SIM_RATE",
-    type=click.FloatRange(min=0, min_open=True),
-    default=50.0,
-    show_default=True,
-    help="Simulator events per second.",
-)
-@click.option(
-    "--time-scale",
-    envvar="TIRETRACK_SIM_TIME_SCALE",
-    type=click.FloatRange(min=1),
-    default=60.0,
-    show_default=True,
-    help="Simulator time compression.",
-)
-@click.option(
-    "--malformed-rate",
-    envvar="TIRETRACK_SIM_MALFORMED_RATE",
-    type=click.FloatRange(0, 1),
-    default=0.002,
-    show_default=True,
-    help="Fraction of malformed messages, to show the dead-letter path.",
-)
+@port_option("--broker-port", "TIRETRACK_BROKER_PORT", 9092, "local broker")
+@port_option("--dashboard-port", "TIRETRACK_DASHBOARD_PORT", 8501, "dashboard")
+@SERVE_PORT_OPTION
+@RATE_OPTION
+@TIME_SCALE_OPTION
+@malformed_option(0.002)
 def demo(**kw: Any) -> None:
     """Start broker, simulator, worker and dashboard together; Ctrl-C stops them all."""
     from ingest.processes import run_demo

@@ -23,38 +23,14 @@ pytestmark = pytest.mark.integration
 
 def test_simulate_to_file_then_replay_then_ingest(broker, topics: Topics, tmp_path: Path) -> None:
     recording = tmp_path / "run.jsonl"
-    result = tiretrack(
-        "simulate",
-        "--backfill",
-        "--duration",
-        "120",
-        "--rate",
-        "100",
-        "--seed",
-        "7",
-        "--malformed-rate",
-        "0.01",
-        "--out",
-        str(recording),
-    )
+    settings = ["--backfill", "--duration", "120", "--rate", "100", "--seed", "7",
+                "--malformed-rate", "0.01"]  # fmt: skip
+    result = tiretrack("simulate", *settings, "--out", str(recording))
     lines = recording.read_bytes().splitlines()
     assert f"{len(lines)} messages" in result.stdout
     assert all(json.loads(line)["family"] in ("shipments", "inventory") for line in lines)
     again = tmp_path / "again.jsonl"
-    tiretrack(
-        "simulate",
-        "--backfill",
-        "--duration",
-        "120",
-        "--rate",
-        "100",
-        "--seed",
-        "7",
-        "--malformed-rate",
-        "0.01",
-        "--out",
-        str(again),
-    )
+    tiretrack("simulate", *settings, "--out", str(again))
     assert len(again.read_bytes().splitlines()) == len(lines)
 
     result = tiretrack("replay", *topics.cli_args(broker), str(recording))
