@@ -351,6 +351,14 @@ def replay(file: Path, pace: bool, **kw: Any) -> None:
     show_default=True,
     help="Seconds between progress log lines.",
 )
+@click.option(
+    "--startup-timeout",
+    envvar="TIRETRACK_STARTUP_TIMEOUT",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds to keep retrying an unreachable Kafka at start (0: until stopped).",
+)
 def ingest(**kw: Any) -> None:
     """Consume events into DuckDB exactly once, keep the derived state, serve it over Quack."""
     from ingest.worker import Worker
@@ -368,6 +376,7 @@ def ingest(**kw: Any) -> None:
         stop_at_end=kw["stop_at_end"],
         on_time_tolerance_minutes=kw["tolerance"],
         progress_interval_s=kw["progress_interval"],
+        startup_timeout_s=kw["startup_timeout"],
     )
     worker = Worker(settings)
     _stop_on_signals(worker.request_stop)

@@ -149,6 +149,7 @@ class IngestSettings:
     stop_at_end: bool = False
     on_time_tolerance_minutes: float = 60.0
     progress_interval_s: float = 10.0
+    startup_timeout_s: float = 0.0  # 0: keep retrying until Kafka answers or we are stopped
 
 
 def env_default(name: str, fallback: str | None = None) -> str | None:

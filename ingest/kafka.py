@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicCollection
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from ingest.config import KafkaSettings
@@ -44,6 +44,24 @@ def ensure_topics(
         except KafkaException as e:
             if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise BrokerError(f"cannot create topic {topic}: {e.args[0].str()}") from e
+
+
+def topic_ids(
+    settings: KafkaSettings, topics: Sequence[str], timeout_s: float = 5.0
+) -> dict[str, str]:
+    """Each existing topic's id: a new id under an old name means the topic was recreated
+    (and its offsets start again from zero)."""
+    admin = AdminClient(settings.admin_config())
+    futures = admin.describe_topics(TopicCollection(list(topics)), request_timeout=timeout_s)
+    ids: dict[str, str] = {}
+    for topic, future in futures.items():
+        try:
+            ids[topic] = str(future.result(timeout=timeout_s).topic_id)
+        except KafkaException as e:
+            if e.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                continue
+            raise BrokerError(f"cannot describe topic {topic}: {e.args[0].str()}") from e
+    return ids
 
 
 class EventProducer:

@@ -25,7 +25,7 @@ from ingest.errors import DatabaseError
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS = ("001_schema.sql",)
+MIGRATIONS = ("001_schema.sql", "002_broker_resets.sql")
 
 _LINE = pa.struct([("sku", pa.string()), ("quantity", pa.int64())])
 _TS = pa.timestamp("us", tz="UTC")
@@ -86,6 +86,8 @@ class Batch:
     rows: list[tuple] = field(default_factory=list)  # EVENT_COLUMNS + topic, partition, offset
     dead_letters: list[DeadLetter] = field(default_factory=list)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    first_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    broker_resets: int = 0  # partitions whose offsets went back (the broker lost its data)
     messages: int = 0
     in_batch_duplicates: int = 0
 
@@ -317,10 +319,19 @@ class Store:
             "UPDATE ingest_stats SET messages = messages + ?, accepted = accepted + ?, "
             "duplicates = duplicates + ?, rejected = rejected + ?, "
             "out_of_order = out_of_order + ?, unknown_references = unknown_references + ?, "
-            "batches = batches + 1, last_batch_at = ?, "
+            "batches = batches + 1, last_batch_at = ?, broker_resets = broker_resets + ?, "
             "last_event_at = greatest(last_event_at, "
             "(SELECT max(occurred_at) FROM new_events)) WHERE id = 1",
-            [batch.messages, accepted, duplicates, dead.num_rows, out_of_order, unknown, now],
+            [
+                batch.messages,
+                accepted,
+                duplicates,
+                dead.num_rows,
+                out_of_order,
+                unknown,
+                now,
+                batch.broker_resets,
+            ],
         )
         con.execute("DROP TABLE IF EXISTS apply_events")
         return BatchResult(accepted, duplicates, dead.num_rows, out_of_order, unknown)
@@ -372,10 +383,38 @@ class Store:
             self.con.execute(
                 "INSERT INTO kafka_offsets VALUES (?, ?, ?, NULL, NULL, ?) "
                 'ON CONFLICT (topic, "partition") DO UPDATE SET '
-                "next_offset = greatest(kafka_offsets.next_offset, excluded.next_offset), "
+                # Plain overwrite: offsets only move back when the broker lost its data, and
+                # then the new, lower positions are the truth.
+                "next_offset = excluded.next_offset, "
                 "at_end_since = NULL, updated_at = excluded.updated_at",
                 [topic, partition, offset, now],
             )
+
+    def topic_ids(self) -> dict[str, str]:
+        return dict(self.con.execute("SELECT topic, topic_id FROM kafka_topics").fetchall())
+
+    def record_topic_id(self, topic: str, topic_id: str) -> None:
+        self.con.execute(
+            "INSERT INTO kafka_topics VALUES (?, ?, now()) ON CONFLICT (topic) DO UPDATE SET "
+            "topic_id = excluded.topic_id, seen_at = excluded.seen_at",
+            [topic, topic_id],
+        )
+
+    def reset_topic(self, topic: str, topic_id: str) -> int:
+        """The topic was recreated: forget its positions (events and state stay); returns the
+        number of partitions reset."""
+        self.con.execute("BEGIN")
+        (partitions,) = self.con.execute(
+            "SELECT count(*) FROM kafka_offsets WHERE topic = ?", [topic]
+        ).fetchone() or (0,)
+        self.con.execute("DELETE FROM kafka_offsets WHERE topic = ?", [topic])
+        self.con.execute(
+            "UPDATE ingest_stats SET broker_resets = broker_resets + ? WHERE id = 1",
+            [max(int(partitions), 1)],
+        )
+        self.record_topic_id(topic, topic_id)
+        self.con.execute("COMMIT")
+        return int(partitions)
 
     def record_rate(self, events_per_s: float) -> None:
         self.con.execute("UPDATE ingest_stats SET events_per_s = ? WHERE id = 1", [events_per_s])

@@ -7,21 +7,24 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import FrameType
 
 from confluent_kafka import Message
 
-from ingest.config import DLQ_SUFFIX, IngestSettings
+from ingest.config import DLQ_SUFFIX, IngestSettings, KafkaSettings
 from ingest.consumer import EventConsumer, position
 from ingest.contract import INVENTORY, SHIPMENTS, Rejected, to_row, validate
-from ingest.kafka import EventProducer, ensure_topics
+from ingest.errors import BrokerError
+from ingest.kafka import EventProducer, ensure_topics, topic_ids
 from ingest.network import DATA_DIR, load_network
 from ingest.serve import start_serving, stop_serving
 from ingest.store import Batch, DeadLetter, Store
 
 log = logging.getLogger(__name__)
+
+MAX_RETRY_DELAY_S = 30.0
 
 
 def build_batch(messages: Iterable[Message], families: dict[str, str]) -> Batch:
@@ -37,6 +40,7 @@ def build_batch(messages: Iterable[Message], families: dict[str, str]) -> Batch:
         batch.messages += 1
         key = (topic, partition)
         batch.next_offsets[key] = max(batch.next_offsets.get(key, 0), offset + 1)
+        batch.first_offsets[key] = min(batch.first_offsets.get(key, offset), offset)
         value = msg.value()
         try:
             event = validate(families[topic], value)
@@ -51,6 +55,28 @@ def build_batch(messages: Iterable[Message], families: dict[str, str]) -> Batch:
         seen.add(event.event_id)
         batch.rows.append((*to_row(event), topic, partition, offset))
     return batch
+
+
+def all_topics(kafka: KafkaSettings) -> list[str]:
+    """The event topics and their dead-letter topics."""
+    return [*kafka.topics, *(t + DLQ_SUFFIX for t in kafka.topics)]
+
+
+def detect_resets(
+    first_offsets: dict[tuple[str, int], int], stored: dict[tuple[str, int], int]
+) -> int:
+    """Partitions that handed out offsets below the stored position: the broker lost its data
+    (a memory-only broker restarted, or a topic was recreated) and starts again from zero."""
+    resets = 0
+    for (topic, partition), first in sorted(first_offsets.items()):
+        if first < stored.get((topic, partition), 0):
+            log.warning(
+                "%s[%d] went back from offset %d to %d: the broker lost its data "
+                "(restarted?); carrying on with what it has now",
+                topic, partition, stored[(topic, partition)], first,
+            )  # fmt: skip
+            resets += 1
+    return resets
 
 
 def dead_letter_headers(d: DeadLetter) -> list[tuple[str, str | bytes | None]]:
@@ -99,14 +125,12 @@ class Worker:
             store.mark_started()
             if s.serve.enabled:
                 endpoint = start_serving(store.con, s.db_path, s.serve)
-            ensure_topics(kafka, [*kafka.topics, *(t + DLQ_SUFFIX for t in kafka.topics)])
-            dlq = EventProducer(kafka)
+            if not self._until_kafka_answers(lambda: ensure_topics(kafka, all_topics(kafka))):
+                return Progress(time.monotonic(), time.monotonic())
             consumer = EventConsumer(kafka, s.group_id)
-            stored = store.stored_offsets()
-            consumer.assign(stored)
-            progress = self._loop(store, consumer, dlq, families)
-            dlq.flush()
-            return progress
+            self._check_topics(store, consumer, {})
+            consumer.assign(store.stored_offsets())
+            return self._loop(store, consumer, families)
         finally:
             if consumer is not None:
                 consumer.close()
@@ -115,22 +139,72 @@ class Worker:
             store.checkpoint()
             store.close()
 
-    def _loop(
-        self,
-        store: Store,
-        consumer: EventConsumer,
-        dlq: EventProducer,
-        families: dict[str, str],
-    ) -> Progress:
+    def _until_kafka_answers(self, attempt: Callable[[], None]) -> bool:
+        """Retry with exponential backoff until Kafka answers (False if stopped meanwhile);
+        past the startup timeout the last error goes to the user."""
+        timeout = self.settings.startup_timeout_s
+        deadline = time.monotonic() + timeout if timeout > 0 else None
+        delay = 1.0
+        while True:
+            try:
+                attempt()
+                return True
+            except BrokerError as e:
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    raise
+                log.warning("%s; retrying in %.0f s", e, delay)
+            if self.stopping.wait(delay):
+                return False
+            delay = min(delay * 2, MAX_RETRY_DELAY_S)
+
+    def _check_topics(
+        self, store: Store, consumer: EventConsumer, stored: dict[tuple[str, int], int]
+    ) -> bool:
+        """Compare topic ids with those stored: a recreated topic (the broker lost its data) is
+        read again from its start. Returns True when something was reset."""
+        kafka = self.settings.kafka
+        try:
+            current = topic_ids(kafka, kafka.topics, timeout_s=2.0)
+            if len(current) < len(kafka.topics):
+                # A topic vanished (a broker that lost its data): create it again, empty.
+                ensure_topics(kafka, all_topics(kafka))
+                current = topic_ids(kafka, kafka.topics, timeout_s=2.0)
+        except BrokerError:
+            return False
+        if consumer.broker_down:
+            log.info("Kafka reachable again")
+            consumer.broker_down = None
+        known = store.topic_ids()
+        reset = False
+        for topic, topic_id in current.items():
+            if topic in known and known[topic] != topic_id:
+                log.warning(
+                    "topic %s was recreated: the broker lost its data (restarted?); "
+                    "reading it again from the start",
+                    topic,
+                )
+                store.reset_topic(topic, topic_id)
+                for key in [k for k in stored if k[0] == topic]:
+                    del stored[key]
+                consumer.restart_topic(topic)
+                reset = True
+            elif known.get(topic) != topic_id:
+                store.record_topic_id(topic, topic_id)
+        return reset
+
+    def _loop(self, store: Store, consumer: EventConsumer, families: dict[str, str]) -> Progress:
         s = self.settings
         now_mono = time.monotonic()
         progress = Progress(started=now_mono, last_log=now_mono)
         stored = store.stored_offsets()
+        dlq = EventProducer(s.kafka)
+        down_reported = False
         reported_end = False
         while not self.stopping.is_set():
             messages = consumer.consume(s.batch_size, s.batch_timeout_s)
             if messages:
                 batch = build_batch(messages, families)
+                batch.broker_resets = detect_resets(batch.first_offsets, stored)
                 for d in batch.dead_letters:
                     dlq.send(d.topic + DLQ_SUFFIX, d.key, d.value, dead_letter_headers(d))
                 if batch.dead_letters:
@@ -153,14 +227,22 @@ class Worker:
                 if s.stop_at_end:
                     log.info("every partition read to its end: stopping (--stop-at-end)")
                     break
-            if consumer.broker_down and not messages:
-                log.warning("Kafka unreachable (%s); retrying", consumer.broker_down)
-                consumer.broker_down = None
-            consumer.maybe_refresh(stored)
+            if consumer.broker_down and not down_reported:
+                log.warning("Kafka unreachable (%s); waiting for it", consumer.broker_down)
+            down_reported = bool(consumer.broker_down)
+            if consumer.metadata_check_due():
+                if self._check_topics(store, consumer, stored):
+                    # An idempotent producer cannot continue against a broker that forgot it.
+                    dlq = EventProducer(s.kafka)
+                try:
+                    consumer.assign(stored, timeout_s=2.0)  # partitions created since start
+                except BrokerError as e:
+                    log.debug("metadata refresh failed: %s", e)
             now = time.monotonic()
             if now - progress.last_log >= s.progress_interval_s:
                 store.record_rate(self._log_line(progress, now))
         store.record_rate(self._log_line(progress, time.monotonic()))
+        dlq.flush()
         return progress
 
     def _log_line(self, progress: Progress, now: float) -> float:

@@ -214,6 +214,8 @@ def test_bad_arguments_get_one_line_errors(tmp_path: Path) -> None:
         "--db",
         str(tmp_path / "x.duckdb"),
         "--no-serve",
+        "--startup-timeout",
+        "3",
         check=False,
         timeout=60,
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ingest.broker import free_port
+from ingest.broker import free_port, start_broker
 from ingest.network import load_network
 from ingest.readers import open_reader
 from ingest.serve import endpoint_path, token_path
@@ -268,3 +268,50 @@ def test_derived_stock_reproduces_the_simulators_counts(
         }
         assert rows.get((site, sku), 0) == on_hand, (site, sku, at)
     con.close()
+
+
+def test_worker_carries_on_after_the_broker_loses_its_data(tmp_path: Path) -> None:
+    """The local broker keeps nothing across a restart: the worker notices the offsets going
+    back, says so, and ingests the new data instead of waiting for the old positions."""
+    port = free_port()
+    broker = start_broker("127.0.0.1", port)
+    topics = Topics("shipments-reset", "inventory-reset")
+    settings = topics.settings(broker)
+    db = tmp_path / "reset.duckdb"
+    worker = start_worker(topics, broker, db, "--serve-port", str(free_port()))
+    try:
+        first = simulated(seed=21, seconds=240, rate=100, faults=False)
+        produce(settings, first)
+        wait_for_accepted(db, len(first))
+
+        broker.kill()
+        broker = start_broker("127.0.0.1", port)
+        second = simulated(seed=22, seconds=60, rate=100, faults=False)
+        produce(settings, second)
+        wait_for_accepted(db, len(first) + len(second))
+        reader = open_reader(db)
+        resets = reader.query("SELECT broker_resets FROM ingest_stats").column(0)[0].as_py()
+        reader.close()
+        assert resets > 0
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _out, err = worker.communicate(timeout=60)
+        broker.stop()
+    assert worker.returncode == 0, err
+    assert "the broker lost its data" in err
+
+
+def wait_for_accepted(db: Path, expected: int, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    accepted = -1
+    while time.monotonic() < deadline:
+        try:
+            reader = open_reader(db)
+            accepted = reader.query("SELECT accepted FROM ingest_stats").column(0)[0].as_py()
+            reader.close()
+        except Exception:  # the worker may still be starting; keep polling until the deadline
+            accepted = -1
+        if accepted == expected:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"accepted {accepted}, expected {expected}")

@@ -1,0 +1,192 @@
+"""The dashboard in a real browser: `streamlit run` on a loopback port, Debian Chromium through
+Playwright. The map's canvas must really draw (basemap, lanes, trucks in the status colours),
+the health page must show the database's accepted count, and the live refresh must keep the
+user's zoom. Page render times are measured and printed."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from playwright.sync_api import BrowserContext, Page, sync_playwright
+
+from dashboard import theme
+from ingest.broker import free_port
+from ingest.processes import wait_http
+from tests.browser.dashboard_db import DashboardDb, build_dashboard_db
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+MAP = ".stDeckGlJsonChart"
+
+
+@pytest.fixture(scope="module")
+def network_db(tmp_path_factory: pytest.TempPathFactory) -> DashboardDb:
+    return build_dashboard_db(tmp_path_factory.mktemp("browser") / "network.duckdb")
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(
+    network_db: DashboardDb, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """`streamlit run dashboard/app.py -- --db PATH` from the repository root, as the CLI does."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard" / "app.py"),
+        "--server.address", "127.0.0.1", "--server.port", str(port),
+        "--server.headless", "true", "--server.fileWatcherType", "none",
+        "--browser.gatherUsageStats", "false",
+        "--", "--db", str(network_db.path),
+    ]  # fmt: skip
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=os.environ | {"TIRETRACK_DB": str(network_db.path)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_http(f"{url}/_stcore/health", 60, process), log.read_text()
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
+    assert Path(CHROMIUM).exists(), "install Debian's chromium: apt-get install -y chromium"
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1400, "height": 1000},
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def page(browser: BrowserContext) -> Iterator[Page]:
+    page = browser.new_page()
+    try:
+        yield page
+    finally:
+        page.close()  # one live map at a time: it costs a core
+
+
+def colour_shares(png: bytes) -> dict[str, float]:
+    """Share of the map's pixels that are sea, land, blank, or each status colour."""
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16).reshape(-1, 3)
+
+    def near(rgb: tuple[int, int, int], tolerance: int) -> np.ndarray:
+        return np.all(np.abs(pixels - np.array(rgb)) <= tolerance, axis=1)
+
+    shares = {
+        "sea": near(theme.SEA_RGB, 6),
+        "land": near(theme.LAND_RGB, 3),
+        "blank": near((255, 255, 255), 2),
+    }
+    for key, status in theme.STATUS_BY_KEY.items():
+        shares[key] = near(status.rgb, 24)
+    return {key: float(mask.mean()) for key, mask in shares.items()}
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> float:
+    """Seconds until `check()` holds; fails after timeout_s."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        if check():
+            return time.monotonic() - start
+        time.sleep(0.25)
+    raise AssertionError(f"{what} did not happen within {timeout_s} s")
+
+
+def test_map_canvas_draws_the_network(page: Page, dashboard_url: str) -> None:
+    start = time.monotonic()
+    page.goto(dashboard_url)
+    page.locator(f"{MAP} canvas").wait_for(timeout=30_000)
+    canvas_at = time.monotonic() - start
+    shares: dict[str, float] = {}
+
+    def drawn() -> bool:
+        shares.update(colour_shares(page.locator(MAP).screenshot()))
+        trucks = shares["on_time"] + shares["at_risk"] + shares["late"] + shares["exception"]
+        return shares["sea"] > 0.15 and shares["land"] > 0.15 and trucks > 0.0005
+
+    wait_until(drawn, 30, "the map drawing sea, land and trucks")
+    elapsed = time.monotonic() - start
+    print(
+        f"\nlive map page: map canvas after {canvas_at:.2f} s, basemap and trucks drawn after "
+        f"{elapsed:.2f} s; pixel shares { ({k: round(v, 4) for k, v in shares.items()}) }"
+    )
+    assert shares["blank"] < 0.05, "no part of the map is left blank"
+    assert page.get_by_text("Worker unreachable").count() == 0
+
+
+def test_health_page_shows_the_accepted_count(
+    page: Page, dashboard_url: str, network_db: DashboardDb
+) -> None:
+    start = time.monotonic()
+    page.goto(f"{dashboard_url}/pipeline_health")
+    accepted = page.get_by_test_id("stMetric").filter(has_text="Accepted")
+    value = accepted.get_by_test_id("stMetricValue")
+    value.wait_for(timeout=30_000)
+    elapsed = time.monotonic() - start
+    print(f"\npipeline health page rendered in {elapsed:.2f} s")
+    assert value.inner_text().strip() == f"{network_db.accepted:,}"
+    assert page.get_by_text("Stale since").count() >= 1, "no worker: the banner says stale"
+
+
+def test_live_refresh_keeps_the_users_zoom(page: Page, dashboard_url: str) -> None:
+    page.goto(dashboard_url)
+    chart = page.locator(MAP)
+    chart.locator("canvas").wait_for(timeout=30_000)
+    wait_until(lambda: colour_shares(chart.screenshot())["land"] > 0.15, 30, "the basemap")
+    before = colour_shares(chart.screenshot())
+    box = chart.bounding_box()
+    assert box is not None
+    # Zoom in over the Atlantic south-west of Ireland: the view fills with sea.
+    page.mouse.move(box["x"] + box["width"] * 0.12, box["y"] + box["height"] * 0.62)
+    for _ in range(6):
+        page.mouse.wheel(0, -400)
+        time.sleep(0.15)
+    time.sleep(1.0)
+    zoomed = colour_shares(chart.screenshot())
+    assert zoomed["sea"] > before["sea"] + 0.1, (before, zoomed)
+    time.sleep(3 * 2 + 1)  # three refreshes of the live fragment
+    after = colour_shares(chart.screenshot())
+    assert abs(after["sea"] - zoomed["sea"]) < 0.05, (zoomed, after)
