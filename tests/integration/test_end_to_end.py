@@ -10,10 +10,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from ingest.database import load_extensions
 from tests import oracle
 from tests.conftest import Topics, produce, tiretrack
 from tests.scenarios import contract_scenario, random_scenario
@@ -186,6 +188,18 @@ def test_export_formats_agree(broker, topics: Topics, tmp_path: Path) -> None:
         str(xlsx_out),
     )
     assert xlsx_out.read_bytes()[:2] == b"PK"
+    con = duckdb.connect()
+    load_extensions(con, ("excel",))
+    cur = con.execute("FROM read_xlsx(?, header = true, all_varchar = true)", [str(xlsx_out)])
+    names = [d[0] for d in cur.description]
+    assert names == list(csv_rows[0])
+    with (tmp_path / next(p.name for p in tmp_path.glob("shipments-*.csv"))).open() as handle:
+        csv_text = list(csv.reader(handle))[1:]
+    xlsx_text = [["" if v is None else v for v in row] for row in cur.fetchall()]
+    assert [row[:8] for row in xlsx_text] == [row[:8] for row in csv_text]  # ids, times as text
+    # is_late is a real Excel boolean cell (TRUE/FALSE in Excel, 1/0 as text), null when empty.
+    as_text = {"1": "true", "0": "false", "": ""}
+    assert [as_text[r[15]] for r in xlsx_text] == [r[15] for r in csv_text]
     manifest = json.loads((tmp_path / "s.xlsx.manifest.json").read_text())
     assert manifest["as_of"] == t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
     assert manifest["rows"] == len(csv_rows)
