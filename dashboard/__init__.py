@@ -1,0 +1,1 @@
+"""The Streamlit dashboard: reads the worker's store, live over Quack or from the file."""

@@ -21,7 +21,6 @@ from ingest.simulator import SimulationSettings, simulate
 from ingest.store import Batch, DeadLetter, Store
 from tests import oracle
 
-TOPICS = {SHIPMENTS: "shipment-events"}
 PARTITIONS = 4
 TIME_SCALE = 60.0
 TOLERANCE_MINUTES = 60.0 / TIME_SCALE
@@ -35,9 +34,8 @@ class DashboardDb:
     accepted: int
     duplicates: int
     rejected: int
-    events: list[
-        dict[str, Any]
-    ]  # every valid message parsed, duplicates included (the oracle's input)
+    # Every valid message parsed, duplicates included: the oracle's input.
+    events: list[dict[str, Any]]
 
     def shipments(self, as_of: dt.datetime | None = None) -> list[dict[str, Any]]:
         """The oracle's shipment rows at `as_of` (default: a moment after building)."""
@@ -77,7 +75,7 @@ def build_dashboard_db(
         store.mark_started()
         batch, seen = Batch(), set()
         for message in simulate(settings, load_network()):
-            topic = TOPICS.get(message.family, "inventory-events")
+            topic = "shipment-events" if message.family == SHIPMENTS else "inventory-events"
             partition = zlib.crc32(message.key.encode()) % PARTITIONS
             offset = offsets.get((topic, partition), 0)
             offsets[(topic, partition)] = offset + 1

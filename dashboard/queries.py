@@ -1,0 +1,465 @@
+"""The dashboard's only read side: one SQL per data function, run where the data is.
+
+Every query goes to the worker as one SQL text (over Quack the worker evaluates it whole; with
+no worker running, the database file is opened read-only for that query and closed again, so
+the dashboard never keeps the worker from starting). Quack takes no bound parameters: values a
+user chose reach SQL only after a whitelist (`dashboard.filters.clean`) and through the literal
+helpers of `ingest.database`. The SQL builders (`*_sql`) are pure and tested on their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import streamlit as st
+
+from dashboard.filters import FilterOptions, Filters, filter_options
+from ingest.config import DEFAULT_DB
+from ingest.database import string_literal, timestamp_literal
+from ingest.errors import ReaderError, TiretrackError
+from ingest.network import Network, load_network
+from ingest.readers import Reader, open_reader
+
+log = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 2  # cache TTL and live fragment period
+OPEN_STATUSES = ("PLANNED", "IN_TRANSIT", "ARRIVED")
+ON_THE_ROAD = ("IN_TRANSIT", "ARRIVED")  # departed, not yet received: goods are in transit
+TOLERANCE_SQL = "(SELECT \"value\"::DOUBLE FROM settings WHERE name = 'on_time_tolerance_minutes')"
+DB_ENV = "TIRETRACK_DB"
+# What a failed read can raise: our own errors, and driver or OS errors we did not foresee.
+READ_FAILURES = (TiretrackError, duckdb.Error, OSError)
+
+
+class DataUnavailable(ReaderError):
+    """The worker's database cannot be read right now; `since` is the first failure."""
+
+    def __init__(self, reason: str, since: dt.datetime) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.since = since
+
+
+# --- where the data is ---
+
+
+def database_path(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -> Path:
+    """`--db PATH` after `streamlit run app.py --`, else $TIRETRACK_DB, else the default."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--db", type=Path)
+    known, _ = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    if known.db is not None:
+        return known.db
+    environ = os.environ if env is None else env
+    return Path(environ[DB_ENV]) if environ.get(DB_ENV) else DEFAULT_DB
+
+
+class Source:
+    """Reads one database; keeps a Quack connection to the worker and re-opens it when it
+    fails (the worker restarted); a file reader lives for one query only."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = db_path
+        self._lock = threading.Lock()
+        self._remote: Reader | None = None
+        self.unreachable_since: dt.datetime | None = None
+        self.last_source = ""
+
+    def query(self, sql: str) -> pa.Table:
+        try:
+            table = self._query_once(sql)
+        except READ_FAILURES:
+            try:  # a worker restarted since the last query: attach to the new one
+                table = self._query_once(sql)
+            except READ_FAILURES as e:
+                with self._lock:
+                    self.unreachable_since = self.unreachable_since or dt.datetime.now(dt.UTC)
+                    since = self.unreachable_since
+                log.warning("database %s unavailable: %s", self.db_path, e)
+                raise DataUnavailable(str(e), since) from e
+        self.unreachable_since = None
+        return table
+
+    def _query_once(self, sql: str) -> pa.Table:
+        with self._lock:
+            reader = self._remote
+        if reader is None:
+            reader = open_reader(self.db_path)
+            if reader.remote:
+                with self._lock:
+                    if self._remote is None:
+                        self._remote = reader
+                    else:  # another session attached first: use that one
+                        reader.close()
+                        reader = self._remote
+        self.last_source = "worker" if reader.remote else "file"
+        try:
+            return reader.query(sql)
+        except READ_FAILURES:
+            if reader.remote:
+                self._drop(reader)
+            raise
+        finally:
+            if not reader.remote:
+                reader.close()
+
+    def _drop(self, reader: Reader) -> None:
+        with self._lock:
+            if self._remote is reader:
+                self._remote = None
+        try:
+            reader.close()
+        except Exception as e:  # noqa: BLE001 (a dead connection may fail to close; keep going)
+            log.debug("closing a failed reader: %s", e)
+
+
+@st.cache_resource(show_spinner=False)
+def source(db_path: str) -> Source:
+    return Source(Path(db_path))
+
+
+@st.cache_data(ttl=REFRESH_SECONDS, max_entries=512, show_spinner=False)
+def _frame(db_path: str, sql: str) -> pd.DataFrame:
+    return source(db_path).query(sql).to_pandas()
+
+
+def run(sql: str) -> pd.DataFrame:
+    """One SQL on the current database, cached for REFRESH_SECONDS."""
+    return _frame(str(database_path()), sql)
+
+
+def current_source() -> Source:
+    return source(str(database_path()))
+
+
+@st.cache_resource(show_spinner=False)
+def reference_network() -> Network:
+    return load_network()
+
+
+def options() -> FilterOptions:
+    return filter_options(reference_network())
+
+
+# --- SQL fragments ---
+
+
+def in_list(values: Sequence[str]) -> str:
+    if not values:
+        raise ValueError("an IN list needs at least one value")
+    return "(" + ", ".join(string_literal(v) for v in values) + ")"
+
+
+def instant_sql(as_of: dt.datetime | None) -> str:
+    """T: the worker's clock for live views, or a replay instant."""
+    return "now()" if as_of is None else timestamp_literal(as_of)
+
+
+# A shipment's delivery status, first rule that applies (theme.py has the colours). "late" is
+# what the on-time rate already counts as late: arrived beyond tolerance, or still open after
+# planned arrival + tolerance. "at_risk": not overdue yet, but the ETA lies beyond tolerance.
+DELIVERY_STATUS_SQL = """CASE
+        WHEN sh.status = 'CANCELLED' THEN NULL
+        WHEN sh.delay_minutes IS NULL THEN 'no_plan'
+        WHEN sh.is_late AND (sh.arrived_at IS NOT NULL
+                             OR minutes_between({t}, sh.planned_arrival) > tol.minutes) THEN 'late'
+        WHEN sh.is_late THEN 'at_risk'
+        WHEN sh.last_exception_severity IN ('warning', 'critical')
+             AND sh.arrived_at IS NULL THEN 'exception'
+        ELSE 'on_time'
+    END"""
+
+
+def shipments_cte(filters: Filters, as_of: dt.datetime | None) -> str:
+    """`WITH ... shipments AS (...)`: filtered shipments with delivery status, names, places."""
+    t = instant_sql(as_of)
+    relation = "shipments_now" if as_of is None else f"shipments_asof({t}, {TOLERANCE_SQL})"
+    where = ["TRUE"]
+    if filters.region:
+        regions = in_list(filters.region)
+        where.append(f"(o.region IN {regions} OR d.region IN {regions})")
+    if filters.carrier:
+        where.append(f"sh.carrier_id IN {in_list(filters.carrier)}")
+    if filters.mode:
+        where.append(f"sh.mode IN {in_list(filters.mode)}")
+    status_where = f"delivery_status IN {in_list(filters.status)}" if filters.status else "TRUE"
+    return f"""WITH tol AS (SELECT {TOLERANCE_SQL} AS minutes),
+classified AS (
+    SELECT sh.*, {DELIVERY_STATUS_SQL.format(t=t)} AS delivery_status,
+        c.name AS carrier_name,
+        o.name AS origin_name, o.city AS origin_city, o.region AS origin_region,
+        o.lat AS origin_lat, o.lon AS origin_lon,
+        d.name AS destination_name, d.city AS destination_city, d.region AS destination_region,
+        d.lat AS destination_lat, d.lon AS destination_lon
+    FROM {relation} AS sh CROSS JOIN tol
+    LEFT JOIN ref_carriers AS c ON c.carrier_id = sh.carrier_id
+    LEFT JOIN ref_sites AS o ON o.site_id = sh.origin_site_id
+    LEFT JOIN ref_sites AS d ON d.site_id = sh.destination_site_id
+    WHERE {" AND ".join(where)}
+),
+shipments AS (SELECT * FROM classified WHERE {status_where})"""
+
+
+# --- live map ---
+
+
+def trucks_sql(filters: Filters, as_of: dt.datetime | None = None) -> str:
+    """Shipments on the road with a known position; the worst drawn last (on top)."""
+    return f"""{shipments_cte(filters, as_of)}
+SELECT shipment_id, status, delivery_status, carrier_id, carrier_name, mode,
+    origin_site_id, origin_city, destination_site_id, destination_city,
+    planned_arrival, eta, delay_minutes, last_lat, last_lon, last_position_at,
+    last_speed_kmh, last_exception_code, last_exception_severity, last_exception_message,
+    planned_quantity
+FROM shipments
+WHERE status IN {in_list(ON_THE_ROAD)} AND last_lat IS NOT NULL AND last_lon IS NOT NULL
+ORDER BY CASE delivery_status WHEN 'late' THEN 4 WHEN 'at_risk' THEN 3 WHEN 'exception' THEN 2
+    WHEN 'on_time' THEN 1 ELSE 0 END, shipment_id"""
+
+
+def sites_sql(filters: Filters, as_of: dt.datetime | None = None) -> str:
+    """Reference sites with their stock on hand (all SKUs) at T."""
+    stock = "inventory_now" if as_of is None else f"inventory_asof({instant_sql(as_of)})"
+    where = f"WHERE r.region IN {in_list(filters.region)}" if filters.region else ""
+    return f"""WITH stock AS (
+    SELECT site_id, sum(on_hand)::BIGINT AS on_hand, count(*) AS skus FROM {stock} GROUP BY site_id
+)
+SELECT r.site_id, r.name, r.kind, r.city, r.country, r.region, r.lat, r.lon,
+    coalesce(stock.on_hand, 0) AS on_hand, coalesce(stock.skus, 0) AS skus
+FROM ref_sites AS r LEFT JOIN stock USING (site_id)
+{where}
+ORDER BY on_hand DESC, r.site_id"""
+
+
+def lanes_sql(filters: Filters, as_of: dt.datetime | None = None) -> str:
+    """Tires in transit per origin -> destination (the plan's lines of shipments on the road,
+    the contract's in-transit rule), for the shipments the filters select."""
+    return f"""{shipments_cte(filters, as_of)}
+SELECT origin_site_id, destination_site_id,
+    any_value(origin_city) AS origin_city, any_value(destination_city) AS destination_city,
+    any_value(origin_lat) AS origin_lat, any_value(origin_lon) AS origin_lon,
+    any_value(destination_lat) AS destination_lat, any_value(destination_lon) AS destination_lon,
+    sum(planned_quantity)::BIGINT AS in_transit, count(*) AS shipments,
+    count(*) FILTER (WHERE delivery_status = 'late') AS late_shipments
+FROM shipments
+WHERE status IN {in_list(ON_THE_ROAD)} AND origin_lat IS NOT NULL AND destination_lat IS NOT NULL
+GROUP BY origin_site_id, destination_site_id
+HAVING sum(planned_quantity) > 0
+ORDER BY in_transit DESC"""
+
+
+def replay_window_sql() -> str:
+    return """SELECT min(occurred_at) AS first_event_at,
+    least(max(occurred_at), now()) AS last_event_at, now() AS checked_at
+FROM events"""
+
+
+def trucks(filters: Filters, as_of: dt.datetime | None = None) -> pd.DataFrame:
+    return run(trucks_sql(filters, as_of))
+
+
+def sites(filters: Filters, as_of: dt.datetime | None = None) -> pd.DataFrame:
+    return run(sites_sql(filters, as_of))
+
+
+def lanes(filters: Filters, as_of: dt.datetime | None = None) -> pd.DataFrame:
+    return run(lanes_sql(filters, as_of))
+
+
+@dataclass(frozen=True)
+class ReplayWindow:
+    first: dt.datetime
+    last: dt.datetime
+
+
+def replay_window() -> ReplayWindow | None:
+    """The span of event time a replay can show; None before the first event."""
+    row = run(replay_window_sql()).iloc[0]
+    if pd.isna(row["first_event_at"]):
+        return None
+    return ReplayWindow(row["first_event_at"].to_pydatetime(), row["last_event_at"].to_pydatetime())
+
+
+# --- delays and exceptions ---
+
+
+def exception_queue_sql(filters: Filters, limit: int = 500) -> str:
+    """Exceptions of shipments still open: critical first, then the oldest first."""
+    return f"""{shipments_cte(filters, None)}
+SELECT e.severity, e.code, minutes_between(now(), e.occurred_at) AS age_minutes,
+    e.occurred_at, e.message, e.estimated_delay_minutes,
+    s.shipment_id, s.status, s.delivery_status, s.carrier_id, s.carrier_name,
+    s.origin_city, s.destination_city, s.eta, s.delay_minutes
+FROM events AS e JOIN shipments AS s ON s.shipment_id = e.shipment_id
+WHERE e.event_type = 'shipment.exception' AND e.occurred_at <= now()
+    AND s.status IN {in_list(OPEN_STATUSES)}
+ORDER BY CASE e.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END,
+    e.occurred_at, e.event_id
+LIMIT {int(limit)}"""
+
+
+def exception_summary_sql(filters: Filters) -> str:
+    """Open shipments' exceptions per code and severity (the queue's shape, never truncated)."""
+    return f"""{shipments_cte(filters, None)}
+SELECT e.code, e.severity, count(*) AS exceptions,
+    count(DISTINCT e.shipment_id) AS shipments
+FROM events AS e JOIN shipments AS s ON s.shipment_id = e.shipment_id
+WHERE e.event_type = 'shipment.exception' AND e.occurred_at <= now()
+    AND s.status IN {in_list(OPEN_STATUSES)}
+GROUP BY e.code, e.severity
+ORDER BY e.code, e.severity"""
+
+
+def late_shipments_sql(filters: Filters, limit: int = 500) -> str:
+    """Open shipments late or at risk, the biggest delay first, with the likeliest cause."""
+    return f"""{shipments_cte(filters, None)}
+SELECT shipment_id, delivery_status, status, carrier_id, carrier_name, mode,
+    origin_city, destination_city, planned_arrival, eta, delay_minutes,
+    CASE WHEN last_exception_code IS NOT NULL
+         THEN last_exception_code || coalesce(': ' || last_exception_message, '')
+         ELSE eta_reason END AS cause,
+    last_position_at, planned_quantity
+FROM shipments
+WHERE status IN {in_list(OPEN_STATUSES)} AND delivery_status IN ('late', 'at_risk')
+ORDER BY delay_minutes DESC, shipment_id
+LIMIT {int(limit)}"""
+
+
+def open_status_counts_sql(filters: Filters) -> str:
+    return f"""{shipments_cte(filters, None)}
+SELECT delivery_status, count(*) AS shipments
+FROM shipments WHERE status IN {in_list(OPEN_STATUSES)}
+GROUP BY delivery_status"""
+
+
+def delay_by_carrier_sql(filters: Filters) -> str:
+    """Delay at arrival per carrier, summarised on the worker (box-plot statistics)."""
+    return f"""{shipments_cte(filters, None)}
+SELECT carrier_id, any_value(carrier_name) AS carrier_name, count(*) AS shipments,
+    quantile_cont(delay_minutes, 0.05) AS p05, quantile_cont(delay_minutes, 0.25) AS q1,
+    quantile_cont(delay_minutes, 0.5) AS median, quantile_cont(delay_minutes, 0.75) AS q3,
+    quantile_cont(delay_minutes, 0.95) AS p95, avg(delay_minutes) AS mean,
+    avg(is_late::INTEGER) AS late_share
+FROM shipments
+WHERE arrived_at IS NOT NULL AND delay_minutes IS NOT NULL AND carrier_id IS NOT NULL
+GROUP BY carrier_id
+ORDER BY carrier_id"""
+
+
+def exception_queue(filters: Filters) -> pd.DataFrame:
+    return run(exception_queue_sql(filters))
+
+
+def exception_summary(filters: Filters) -> pd.DataFrame:
+    return run(exception_summary_sql(filters))
+
+
+def late_shipments(filters: Filters) -> pd.DataFrame:
+    return run(late_shipments_sql(filters))
+
+
+def open_status_counts(filters: Filters) -> dict[str, int]:
+    frame = run(open_status_counts_sql(filters))
+    return {
+        str(k): int(v)
+        for k, v in zip(frame["delivery_status"], frame["shipments"], strict=True)
+        if isinstance(k, str)
+    }
+
+
+def delay_by_carrier(filters: Filters) -> pd.DataFrame:
+    return run(delay_by_carrier_sql(filters))
+
+
+# --- pipeline health ---
+
+
+FRESHNESS_SQL = "SELECT last_event_at, last_batch_at, now() AS checked_at FROM ingest_stats"
+
+INGEST_STATS_SQL = """SELECT s.messages, s.accepted, s.duplicates, s.rejected, s.out_of_order,
+    s.unknown_references, s.batches, s.last_event_at, s.last_batch_at, s.started_at,
+    (SELECT count(*) FROM events WHERE ingested_at > now() - INTERVAL 60 SECOND) / 60.0
+        AS accepted_per_s,
+    now() AS checked_at
+FROM ingest_stats AS s"""
+
+KAFKA_POSITIONS_SQL = """SELECT topic, "partition", next_offset, high_watermark, lag,
+    at_end_since, updated_at
+FROM kafka_positions ORDER BY topic, "partition\""""
+
+
+def dead_letters_sql(limit: int = 50) -> str:
+    """The newest rejected messages; the value as text (invalid UTF-8 shown escaped)."""
+    return f"""SELECT received_at, topic, "partition", "offset", reason,
+    left(coalesce(try(decode("value")), "value"::VARCHAR), 400) AS value_text,
+    octet_length("value") AS value_bytes
+FROM dead_letters
+ORDER BY received_at DESC, topic, "partition", "offset" DESC
+LIMIT {int(limit)}"""
+
+
+DEAD_LETTER_REASONS_SQL = """SELECT reason, count(*) AS messages, max(received_at) AS latest
+FROM dead_letters GROUP BY reason ORDER BY messages DESC, reason LIMIT 15"""
+
+DATA_QUALITY_SQL = """SELECT field, "value", count(*) AS events, max(detected_at) AS latest
+FROM data_quality_issues GROUP BY field, "value" ORDER BY events DESC, field, "value" LIMIT 20"""
+
+
+@dataclass(frozen=True)
+class Freshness:
+    last_event_at: dt.datetime | None
+    last_batch_at: dt.datetime | None
+    checked_at: dt.datetime
+    source: str  # "worker" (live over Quack) or "file" (no worker running)
+
+
+def _instant(value: object) -> dt.datetime | None:
+    return None if value is None or pd.isna(value) else pd.Timestamp(value).to_pydatetime()
+
+
+def freshness() -> Freshness:
+    row = run(FRESHNESS_SQL).iloc[0]
+    checked = _instant(row["checked_at"]) or dt.datetime.now(dt.UTC)
+    return Freshness(
+        _instant(row["last_event_at"]),
+        _instant(row["last_batch_at"]),
+        checked,
+        current_source().last_source,
+    )
+
+
+def ingest_stats() -> pd.Series:
+    return run(INGEST_STATS_SQL).iloc[0]
+
+
+def kafka_positions() -> pd.DataFrame:
+    return run(KAFKA_POSITIONS_SQL)
+
+
+def dead_letters(limit: int = 50) -> pd.DataFrame:
+    return run(dead_letters_sql(limit))
+
+
+def dead_letter_reasons() -> pd.DataFrame:
+    return run(DEAD_LETTER_REASONS_SQL)
+
+
+def data_quality_issues() -> pd.DataFrame:
+    return run(DATA_QUALITY_SQL)
+
+
+def tolerance_minutes() -> float | None:
+    """The worker's on-time tolerance (minutes), as the live views use it."""
+    value = run(f"SELECT {TOLERANCE_SQL} AS minutes").iloc[0]["minutes"]
+    return None if pd.isna(value) else float(value)
