@@ -321,7 +321,7 @@ class Store:
             "out_of_order = out_of_order + ?, unknown_references = unknown_references + ?, "
             "batches = batches + 1, last_batch_at = ?, broker_resets = broker_resets + ?, "
             "last_event_at = greatest(last_event_at, "
-            "(SELECT max(occurred_at) FROM new_events)) WHERE id = 1",
+            "(SELECT max(occurred_at) FROM apply_events)) WHERE id = 1",
             [
                 batch.messages,
                 accepted,
@@ -389,6 +389,15 @@ class Store:
                 "at_end_since = NULL, updated_at = excluded.updated_at",
                 [topic, partition, offset, now],
             )
+
+    def fold_due_future_events(self, now: dt.datetime) -> bool:
+        """Fold events whose time has come while no messages arrive; True if there were any."""
+        (due,) = self.con.execute(
+            "SELECT count(*) FROM future_events WHERE occurred_at <= ?", [now]
+        ).fetchone() or (0,)
+        if due:
+            self.apply_batch(Batch(), now)
+        return bool(due)
 
     def topic_ids(self) -> dict[str, str]:
         return dict(self.con.execute("SELECT topic, topic_id FROM kafka_topics").fetchall())

@@ -25,6 +25,7 @@ from ingest.store import Batch, DeadLetter, Store
 log = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY_S = 30.0
+FUTURE_FOLD_INTERVAL_S = 1.0
 
 
 def build_batch(messages: Iterable[Message], families: dict[str, str]) -> Batch:
@@ -199,6 +200,7 @@ class Worker:
         stored = store.stored_offsets()
         dlq = EventProducer(s.kafka)
         down_reported = False
+        last_fold = time.monotonic()
         reported_end = False
         while not self.stopping.is_set():
             messages = consumer.consume(s.batch_size, s.batch_timeout_s)
@@ -219,6 +221,10 @@ class Worker:
                 progress.duplicates += result.duplicates
                 progress.rejected += result.rejected
                 reported_end = False
+            elif time.monotonic() - last_fold >= FUTURE_FOLD_INTERVAL_S:
+                # Idle: events stamped in the future may have come due meanwhile.
+                store.fold_due_future_events(dt.datetime.now(dt.UTC))
+                last_fold = time.monotonic()
             if consumer.all_at_end() and not reported_end:
                 store.record_positions(
                     [(t, p, o) for (t, p), o in consumer.at_end.items()], consumer.watermarks()
