@@ -1,61 +1,45 @@
-"""Tiretrack dashboard entry point: page navigation, shared filters, freshness on every page.
+"""Tiretrack dashboard entry point: who may see which page, shared filters, freshness banner.
 
-Run with `tiretrack dashboard` (or `streamlit run dashboard/app.py -- --db PATH`).
+Run with `tiretrack dashboard` (or `streamlit run dashboard/app.py -- --db PATH`). Access is
+configured in `.streamlit/secrets.toml` and the pages of each role are `auth.PAGES` (see
+`dashboard/auth.py`); `st.navigation` only ever gets the pages of the signed-in role, so any
+other page has no URL in that session.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from pathlib import Path
 
 import streamlit as st
 
-from dashboard import components, queries
+from dashboard import auth, components, queries
 from dashboard.filters import FILTER_NAMES, FilterOptions, Filters, clean, from_query_params
 from dashboard.formatting import escape_markdown
 
-ALL_ROLES = frozenset({"planner", "manager", "analyst", "admin"})
-
-
-@dataclass(frozen=True)
-class PageSpec:
-    """A page and the roles allowed to see it (enforced once login exists)."""
-
-    path: str
-    title: str
-    icon: str
-    roles: frozenset[str]
-    default: bool = False
-
-
-PAGES = (
-    PageSpec("app_pages/live_map.py", "Live map", "🗺️", ALL_ROLES, default=True),
-    PageSpec(
-        "app_pages/delays.py",
-        "Delays & exceptions",
-        "⏱️",
-        frozenset({"planner", "analyst", "admin"}),
-    ),
-    PageSpec(
-        "app_pages/pipeline_health.py",
-        "Pipeline health",
-        "🩺",
-        frozenset({"planner", "analyst", "admin"}),
-    ),
-)
 FILTER_LABELS = {"region": "Region", "carrier": "Carrier", "mode": "Mode", "status": "Status"}
 
 
-def current_role() -> str | None:
-    """The signed-in user's role; None while no users are configured (the open demo)."""
-    return None
-
-
 def visible_pages(role: str | None) -> list[st.Page]:
+    """The pages `role` may see (auth.PAGES); every page for None (the open demo)."""
     return [
-        st.Page(p.path, title=p.title, icon=p.icon, default=p.default)
-        for p in PAGES
-        if role is None or role in p.roles
+        st.Page(p.path, title=p.title, icon=p.icon, default=p.default) for p in auth.pages_for(role)
+    ]
+
+
+def login_pages() -> list[st.Page]:
+    """Before sign-in, every page's URL shows only the login form (hidden navigation, no data).
+    A page is identified by its URL path, so after login the same URL opens the real page when
+    the role has it, and Streamlit's "page not found" otherwise."""
+    return [
+        st.Page(
+            auth.login_page,
+            title="Log in",
+            icon="🔑",
+            url_path=Path(p.path).stem,
+            default=p.default,
+        )
+        for p in auth.PAGES
     ]
 
 
@@ -102,18 +86,33 @@ def sidebar_filters(options: FilterOptions) -> Filters:
     return filters
 
 
-def sidebar_footer(role: str | None) -> None:
+def sidebar_footer(identity: auth.Identity | None) -> None:
     st.sidebar.divider()
-    if role is None:
+    if identity is None:
         st.sidebar.caption("🔓 Open demo: no users are configured, so every page is open to all.")
+    else:
+        auth.sidebar_account(identity)
     st.sidebar.caption(f"Database: {escape_markdown(str(queries.database_path()))}")
     st.sidebar.caption("All times in UTC.")
 
 
 st.set_page_config(page_title="Tiretrack", page_icon="🛞", layout="wide")
-role = current_role()
-navigation = st.navigation(visible_pages(role))
-st.session_state[components.FILTERS_KEY] = sidebar_filters(queries.options())
-sidebar_footer(role)
-if components.check_worker():
-    navigation.run()
+try:
+    access = auth.settings()
+except ValueError as e:
+    st.error(
+        f"**The dashboard is closed: its access settings are invalid.** {escape_markdown(str(e))}"
+        " (in .streamlit/secrets.toml)",
+        icon="🔒",
+    )
+    st.stop()
+identity = auth.current_identity(access)
+if access.configured and (identity is None or identity.role is None):
+    # Nobody signed in (or no role): the login form is all there is, and no data is read.
+    st.navigation(login_pages(), position="hidden").run()
+else:
+    navigation = st.navigation(visible_pages(identity.role if identity else None))
+    st.session_state[components.FILTERS_KEY] = sidebar_filters(queries.options())
+    sidebar_footer(identity)
+    if components.check_worker():
+        navigation.run()

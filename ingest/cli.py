@@ -18,6 +18,7 @@ from ingest.config import (
     DEFAULT_DEMO_DB,
     DEFAULT_GROUP_ID,
     DEFAULT_INVENTORY_TOPIC,
+    DEFAULT_SECRETS,
     DEFAULT_SERVE_HOST,
     DEFAULT_SERVE_PORT,
     DEFAULT_SHIPMENTS_TOPIC,
@@ -501,6 +502,45 @@ def demo(**kw: Any) -> None:
     from ingest.processes import run_demo
 
     sys.exit(run_demo(**kw))
+
+
+@cli.group()
+def user() -> None:
+    """Manage dashboard users (kept in .streamlit/secrets.toml, passwords PBKDF2-hashed)."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option(
+    "--role",
+    type=click.Choice(["planner", "manager", "analyst", "admin"]),
+    required=True,
+    help="What the user may see: planner, manager, analyst (plus export) or admin.",
+)
+@click.option(
+    "--secrets",
+    "secrets_path",
+    envvar="TIRETRACK_SECRETS",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_SECRETS,
+    show_default=True,
+    help="Streamlit secrets file holding the users (created with mode 0600).",
+)
+@click.password_option(
+    "--password",
+    envvar="TIRETRACK_USER_PASSWORD",
+    help="Asked for (twice, hidden) unless the environment variable is set; "
+    "never give it on the command line.",
+)
+def user_add(name: str, role: str, secrets_path: Path, password: str) -> None:
+    """Add a dashboard user, or replace the password and role of an existing one."""
+    from dashboard.users import add_user
+
+    try:
+        add_user(secrets_path, name, role, password)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from e
+    click.echo(f"user {name} ({role}) saved in {secrets_path}")
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from ingest.errors import ConfigError
 REPO_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DB = REPO_DIR / "data" / "runtime" / "tiretrack.duckdb"
 DEFAULT_DEMO_DB = REPO_DIR / "data" / "runtime" / "demo.duckdb"
+DEFAULT_SECRETS = REPO_DIR / ".streamlit" / "secrets.toml"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_SHIPMENTS_TOPIC = "shipment-events"
 DEFAULT_INVENTORY_TOPIC = "inventory-events"

@@ -13,9 +13,18 @@ from ingest.cli import cli
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 
 
+def commands(group: click.Group = cli, prefix: str = "") -> list[tuple[str, click.Command]]:
+    found: list[tuple[str, click.Command]] = []
+    for name, command in group.commands.items():
+        found.append((prefix + name, command))
+        if isinstance(command, click.Group):
+            found.extend(commands(command, f"{prefix}{name} "))
+    return found
+
+
 def all_options() -> list[tuple[str, click.Option]]:
     found = [(p.opts[0], p) for p in cli.params if isinstance(p, click.Option)]
-    for name, command in cli.commands.items():
+    for name, command in commands():
         for param in command.params:
             if isinstance(param, click.Option) and param.name != "help":
                 found.append((f"{name} {param.opts[0]}", param))
@@ -32,8 +41,8 @@ def test_every_option_and_env_var_is_in_the_readme(where: str, option: click.Opt
 
 
 def test_every_command_is_in_the_readme() -> None:
-    for name in cli.commands:
-        assert f"`tiretrack {name}" in README
+    for name, _command in commands():
+        assert f"`tiretrack {name}" in README, f"tiretrack {name} is not documented"
 
 
 @pytest.mark.parametrize(
