@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -18,12 +19,22 @@ BASEMAP_URL = "app/static/europe_countries.geojson"
 # initial view state stays the same.
 EUROPE_VIEW = pdk.ViewState(latitude=50.3, longitude=9.0, zoom=3.45, pitch=0, bearing=0)
 LAYER_IDS = ("sea", "countries", "lanes", "sites", "trucks")
+# With a shipment selected: its path and stops under the trucks, a ring around it on top.
+FOCUS_LAYER_IDS = ("sea", "countries", "lanes", "sites", "path", "stops", "trucks", "selected")
 
 # A plain string prop would become a pydeck accessor expression ("@@=pixels"): mark it literal.
 PIXELS = pdk.types.String("pixels")
 TRUCK_RADIUS_PX = 5
 SITE_RADIUS_PX = (4.0, 20.0)  # smallest (no stock) and largest (the fullest site) radius
 LANE_WIDTH_PX = (1.0, 9.0)  # thinnest and widest arc
+PATH_WIDTH_PX = 5
+FADED_TRUCK_ALPHA = 110  # other trucks while a shipment is selected
+FADED_LANE_ALPHA = 50
+STOP_RGB: theme.RGB = (31, 42, 58)  # the tooltip's ink: stops and the ring read as "selected"
+SELECTED_RING_PX = 11
+# The map's size in pixels, roughly, for fitting a shipment's origin and destination in view.
+FIT_PX = (900, 640)
+FIT_ZOOM = (3.0, 7.5)
 TOOLTIP = {"html": "<b>{title}</b><br/>{detail}", "style": theme.TOOLTIP_STYLE}
 
 
@@ -142,23 +153,190 @@ def basemap_layers(basemap_url: str = BASEMAP_URL) -> list[pdk.Layer]:
     return [sea, countries]
 
 
+@dataclass(frozen=True)
+class ShipmentFocus:
+    """One shipment drawn over the network: its path so far, its stops, where it is now."""
+
+    shipment_id: str
+    path: list[list[float]]  # [lon, lat] of every position report, in event time
+    stops: list[dict[str, Any]]  # origin and destination markers
+    current: list[float] | None  # [lon, lat] of the last position
+    rgb: theme.RGB  # its delivery status colour
+    detail: str  # the path's tooltip
+    view: pdk.ViewState  # origin and destination in view (stable while the path grows)
+
+
+def track_points(events: pd.DataFrame) -> list[list[float]]:
+    """[lon, lat] of the events that carry a position (every such event is a position report,
+    the contract says), in event time."""
+    if events.empty:
+        return []
+    located = events[events["lat"].notna() & events["lon"].notna()]
+    located = located.sort_values(["occurred_at", "event_id"], kind="stable")
+    return [
+        [float(lon), float(lat)] for lon, lat in zip(located["lon"], located["lat"], strict=True)
+    ]
+
+
+def _mercator_y(lat: float) -> float:
+    return math.degrees(math.log(math.tan(math.pi / 4 + math.radians(lat) / 2)))
+
+
+def _latitude(mercator_y: float) -> float:
+    return math.degrees(2 * math.atan(math.exp(math.radians(mercator_y))) - math.pi / 2)
+
+
+def fit_view(points: list[list[float]], *, padding: float = 1.5) -> pdk.ViewState:
+    """A view with every [lon, lat] point in it (Web Mercator), zoom clamped to FIT_ZOOM."""
+    if not points:
+        return EUROPE_VIEW
+    lons = [p[0] for p in points]
+    ys = [_mercator_y(max(min(p[1], 85.0), -85.0)) for p in points]
+    # deck.gl's world is 512 px wide at zoom 0: at zoom z a pixel spans 360 / (512 * 2**z)
+    # degrees of longitude (and of Mercator y, in degrees).
+    per_px = max((max(lons) - min(lons)) / FIT_PX[0], (max(ys) - min(ys)) / FIT_PX[1]) * padding
+    zoom = FIT_ZOOM[1] if per_px <= 0 else math.log2(360 / (512 * per_px))
+    return pdk.ViewState(
+        latitude=round(_latitude((max(ys) + min(ys)) / 2), 5),
+        longitude=round((max(lons) + min(lons)) / 2, 5),
+        zoom=round(min(max(zoom, FIT_ZOOM[0]), FIT_ZOOM[1]), 2),
+        pitch=0,
+        bearing=0,
+    )
+
+
+def _stop(kind: str, name: Any, city: Any, lat: Any, lon: Any) -> dict[str, Any] | None:
+    if missing(lat) or missing(lon):
+        return None
+    return {
+        "position": [float(lon), float(lat)],
+        "fill": [255, 255, 255, 255] if kind == "Origin" else _rgba(STOP_RGB),
+        "title": f"{kind}: {text(name)}",
+        "detail": text(city),
+    }
+
+
+def shipment_focus(summary: pd.Series, events: pd.DataFrame) -> ShipmentFocus:
+    """What the map draws for a selected shipment: `summary` is its row of the shipment query,
+    `events` its events up to the map's instant."""
+    status = theme.STATUS_BY_KEY.get(text(summary["delivery_status"], "no_plan"), theme.NO_PLAN)
+    path = track_points(events)
+    stops = [
+        stop
+        for stop in (
+            _stop(
+                "Origin",
+                summary["origin_name"],
+                summary["origin_city"],
+                summary["origin_lat"],
+                summary["origin_lon"],
+            ),
+            _stop(
+                "Destination",
+                summary["destination_name"],
+                summary["destination_city"],
+                summary["destination_lat"],
+                summary["destination_lon"],
+            ),
+        )
+        if stop is not None
+    ]
+    if path:
+        times = events.loc[events["lat"].notna() & events["lon"].notna(), "occurred_at"]
+        detail = (
+            f"Path so far: {number(len(path))} position reports\n"
+            f"from {clock(times.min())} to {clock(times.max())}"
+        )
+    else:
+        detail = "No position reported yet"
+    # Fit origin and destination (they do not move); without a plan, where it was first seen.
+    anchors = [stop["position"] for stop in stops] or path[:1]
+    return ShipmentFocus(
+        shipment_id=str(summary["shipment_id"]),
+        path=path,
+        stops=stops,
+        current=path[-1] if path else None,
+        rgb=status.rgb,
+        detail=detail,
+        view=fit_view(anchors),
+    )
+
+
+def focus_layers(focus: ShipmentFocus) -> tuple[list[pdk.Layer], list[pdk.Layer]]:
+    """The selected shipment's layers: (under the trucks, over the trucks)."""
+    path = pdk.Layer(
+        "PathLayer",
+        id="path",
+        data=[{"path": focus.path, "title": focus.shipment_id, "detail": focus.detail}]
+        if focus.path
+        else [],
+        get_path="path",
+        get_color=_rgba(focus.rgb, 230),
+        get_width=PATH_WIDTH_PX,
+        width_units=PIXELS,
+        cap_rounded=True,
+        joint_rounded=True,
+        pickable=True,
+    )
+    stops = pdk.Layer(
+        "ScatterplotLayer",
+        id="stops",
+        data=focus.stops,
+        get_position="position",
+        get_radius=7,
+        radius_units=PIXELS,
+        get_fill_color="fill",
+        get_line_color=_rgba(STOP_RGB),
+        line_width_units=PIXELS,
+        get_line_width=2.5,
+        stroked=True,
+        pickable=True,
+    )
+    ring = pdk.Layer(
+        "ScatterplotLayer",
+        id="selected",
+        data=[{"position": focus.current, "title": focus.shipment_id, "detail": focus.detail}]
+        if focus.current
+        else [],
+        get_position="position",
+        get_radius=SELECTED_RING_PX,
+        radius_units=PIXELS,
+        filled=False,
+        stroked=True,
+        get_line_color=_rgba(STOP_RGB),
+        line_width_units=PIXELS,
+        get_line_width=3,
+        pickable=True,
+    )
+    return [path, stops], [ring]
+
+
 def live_map_deck(
     trucks: pd.DataFrame,
     sites: pd.DataFrame,
     lanes: pd.DataFrame,
     *,
     basemap_url: str = BASEMAP_URL,
-    view: pdk.ViewState = EUROPE_VIEW,
+    focus: ShipmentFocus | None = None,
 ) -> pdk.Deck:
-    """The network at one moment: lanes under sites under trucks, the worst trucks on top."""
+    """The network at one moment: lanes under sites under trucks, the worst trucks on top; a
+    selected shipment's path and stops under the trucks and a ring around it on top, the rest
+    faded. The view is Europe, or the selected shipment's origin and destination."""
+    trucks_data = truck_records(trucks)
+    lane_alpha = 110
+    if focus is not None:  # the selected shipment stands out; the others keep their colours
+        lane_alpha = FADED_LANE_ALPHA
+        for record in trucks_data:
+            if record["title"] != focus.shipment_id:
+                record["color"][3] = FADED_TRUCK_ALPHA
     lane_layer = pdk.Layer(
         "ArcLayer",
         id="lanes",
         data=lane_records(lanes),
         get_source_position="source",
         get_target_position="target",
-        get_source_color=_rgba(theme.LANE_SOURCE_RGB, 110),
-        get_target_color=_rgba(theme.LANE_TARGET_RGB, 110),
+        get_source_color=_rgba(theme.LANE_SOURCE_RGB, lane_alpha),
+        get_target_color=_rgba(theme.LANE_TARGET_RGB, lane_alpha),
         get_width="width",
         width_units=PIXELS,
         get_height=0.35,
@@ -184,7 +362,7 @@ def live_map_deck(
     truck_layer = pdk.Layer(
         "ScatterplotLayer",
         id="trucks",
-        data=truck_records(trucks),
+        data=trucks_data,
         get_position="position",
         get_radius=TRUCK_RADIUS_PX,
         radius_units=PIXELS,
@@ -196,9 +374,10 @@ def live_map_deck(
         pickable=True,
         auto_highlight=True,
     )
+    under, over = focus_layers(focus) if focus is not None else ([], [])
     return pdk.Deck(
-        layers=[*basemap_layers(basemap_url), lane_layer, site_layer, truck_layer],
-        initial_view_state=view,
+        layers=[*basemap_layers(basemap_url), lane_layer, site_layer, *under, truck_layer, *over],
+        initial_view_state=focus.view if focus is not None else EUROPE_VIEW,
         map_provider=None,
         tooltip=TOOLTIP,
     )

@@ -26,7 +26,7 @@ import streamlit as st
 
 from dashboard.filters import FilterOptions, Filters, filter_options
 from ingest.config import DEFAULT_DB
-from ingest.database import string_literal, timestamp_literal
+from ingest.database import number_literal, string_literal, timestamp_literal
 from ingest.errors import ReaderError, TiretrackError
 from ingest.network import Network, load_network
 from ingest.readers import Reader, open_reader
@@ -211,6 +211,11 @@ classified AS (
 shipments AS (SELECT * FROM classified WHERE {status_where})"""
 
 
+# How bad a delivery status is (higher is worse): the map draws the worst trucks last.
+STATUS_RANK_SQL = """CASE delivery_status WHEN 'late' THEN 4 WHEN 'at_risk' THEN 3
+    WHEN 'exception' THEN 2 WHEN 'on_time' THEN 1 ELSE 0 END"""
+
+
 # --- live map ---
 
 
@@ -224,8 +229,7 @@ SELECT shipment_id, status, delivery_status, carrier_id, carrier_name, mode,
     planned_quantity
 FROM shipments
 WHERE status IN {in_list(ON_THE_ROAD)} AND last_lat IS NOT NULL AND last_lon IS NOT NULL
-ORDER BY CASE delivery_status WHEN 'late' THEN 4 WHEN 'at_risk' THEN 3 WHEN 'exception' THEN 2
-    WHEN 'on_time' THEN 1 ELSE 0 END, shipment_id"""
+ORDER BY {STATUS_RANK_SQL}, shipment_id"""
 
 
 def sites_sql(filters: Filters, as_of: dt.datetime | None = None) -> str:
@@ -289,6 +293,63 @@ def replay_window() -> ReplayWindow | None:
     if pd.isna(row["first_event_at"]):
         return None
     return ReplayWindow(row["first_event_at"].to_pydatetime(), row["last_event_at"].to_pydatetime())
+
+
+# --- one shipment: choice, summary, events ---
+
+MAX_SHIPMENT_ID = 64  # the contract's limit; a longer id from a URL cannot exist
+
+
+def open_shipments_sql(filters: Filters, as_of: dt.datetime | None = None) -> str:
+    """Open shipments at T with what a planner searches them by; the worst first."""
+    return f"""{shipments_cte(filters, as_of)}
+SELECT shipment_id, status, delivery_status, carrier_id, carrier_name, mode,
+    origin_city, destination_city
+FROM shipments
+WHERE status IN {in_list(OPEN_STATUSES)}
+ORDER BY {STATUS_RANK_SQL} DESC, shipment_id"""
+
+
+def shipment_sql(shipment_id: str, as_of: dt.datetime | None = None) -> str:
+    """One shipment's state at T, whatever the filters (a link opens it even when filtered out)."""
+    return f"""{shipments_cte(Filters(), as_of)}
+SELECT shipment_id, status, delivery_status, carrier_id, carrier_name, mode,
+    origin_site_id, origin_name, origin_city, origin_lat, origin_lon,
+    destination_site_id, destination_name, destination_city, destination_lat, destination_lon,
+    planned_departure, planned_arrival, departed_at, arrived_at, delivered_at, cancelled_at,
+    eta, eta_reason, delay_minutes, is_late, planned_quantity, delivered_quantity,
+    damaged_quantity, planned_lines, delivered_lines,
+    last_lat, last_lon, last_position_at, last_speed_kmh,
+    last_exception_code, last_exception_severity, last_exception_message, last_exception_at,
+    exception_count, {TOLERANCE_SQL} AS tolerance_minutes
+FROM shipments
+WHERE shipment_id = {string_literal(shipment_id)}"""
+
+
+def shipment_events_sql(shipment_id: str, as_of: dt.datetime | None = None) -> str:
+    """Every accepted event of one shipment up to T, in event time (the contract's order)."""
+    return f"""SELECT event_id, event_type, occurred_at, source, lat, lon, speed_kmh, heading_deg,
+    origin_site_id, destination_site_id, carrier_id, mode, planned_departure, planned_arrival,
+    lines, damaged_quantity, eta, reason, code, severity, message, estimated_delay_minutes
+FROM events
+WHERE shipment_id = {string_literal(shipment_id)} AND occurred_at <= {instant_sql(as_of)}
+ORDER BY occurred_at, event_id"""
+
+
+def open_shipments(filters: Filters, as_of: dt.datetime | None = None) -> pd.DataFrame:
+    return run(open_shipments_sql(filters, as_of))
+
+
+def shipment(shipment_id: str, as_of: dt.datetime | None = None) -> pd.Series | None:
+    """The shipment at T, or None when it does not exist (yet) at T."""
+    if not 0 < len(shipment_id) <= MAX_SHIPMENT_ID or "\x00" in shipment_id:
+        return None
+    frame = run(shipment_sql(shipment_id, as_of))
+    return None if frame.empty else frame.iloc[0]
+
+
+def shipment_events(shipment_id: str, as_of: dt.datetime | None = None) -> pd.DataFrame:
+    return run(shipment_events_sql(shipment_id, as_of))
 
 
 # --- delays and exceptions ---
@@ -380,6 +441,66 @@ def open_status_counts(filters: Filters) -> dict[str, int]:
 
 def delay_by_carrier(filters: Filters) -> pd.DataFrame:
     return run(delay_by_carrier_sql(filters))
+
+
+# Stale trackers: shipments on the road whose telematics went quiet. A shipment that has not
+# reported a position since it left counts from its departure.
+def stale_trackers_sql(
+    filters: Filters, threshold_minutes: float, as_of: dt.datetime | None = None, limit: int = 500
+) -> str:
+    """In-transit shipments (departed; not arrived, delivered or cancelled) silent for longer
+    than the threshold at T, in event-time (wall-clock) minutes; the longest silent first."""
+    t = instant_sql(as_of)
+    return f"""{shipments_cte(filters, as_of)},
+silent AS (
+    SELECT *, coalesce(last_position_at, departed_at) AS last_seen_at,
+        minutes_between({t}, coalesce(last_position_at, departed_at)) AS silent_minutes
+    FROM shipments
+    WHERE status = 'IN_TRANSIT'
+)
+SELECT shipment_id, delivery_status, carrier_id, carrier_name, mode,
+    origin_site_id, origin_city, destination_site_id, destination_city,
+    departed_at, last_position_at, last_seen_at, silent_minutes, last_lat, last_lon,
+    eta, delay_minutes, planned_quantity, count(*) OVER () AS total
+FROM silent
+WHERE silent_minutes > {number_literal(threshold_minutes)}
+ORDER BY silent_minutes DESC, shipment_id
+LIMIT {int(limit)}"""
+
+
+def lane_transit_sql(filters: Filters) -> str:
+    """Delivered history per lane (origin, destination, mode): transit time percentiles against
+    the shipments' own plans, and the share that arrived within the on-time tolerance."""
+    return f"""{shipments_cte(filters, None)},
+history AS (
+    SELECT origin_site_id, destination_site_id, mode, origin_city, destination_city,
+        minutes_between(arrived_at, effective_departure_at) / 60.0 AS transit_hours,
+        minutes_between(planned_arrival, planned_departure) / 60.0 AS planned_hours,
+        delay_minutes <= tol.minutes AS on_time
+    FROM shipments CROSS JOIN tol
+    WHERE status = 'DELIVERED' AND origin_site_id IS NOT NULL
+        AND destination_site_id IS NOT NULL AND mode IS NOT NULL
+        AND arrived_at IS NOT NULL AND effective_departure_at IS NOT NULL
+)
+SELECT origin_site_id, destination_site_id, mode,
+    any_value(origin_city) AS origin_city, any_value(destination_city) AS destination_city,
+    count(*) AS delivered,
+    quantile_cont(transit_hours, 0.5) AS p50_hours,
+    quantile_cont(transit_hours, 0.9) AS p90_hours,
+    median(planned_hours) AS planned_hours,
+    count(*) FILTER (WHERE on_time) AS on_time,
+    avg(on_time::INTEGER) AS on_time_share
+FROM history
+GROUP BY origin_site_id, destination_site_id, mode
+ORDER BY delivered DESC, origin_site_id, destination_site_id, mode"""
+
+
+def stale_trackers(filters: Filters, threshold_minutes: float) -> pd.DataFrame:
+    return run(stale_trackers_sql(filters, threshold_minutes))
+
+
+def lane_transit(filters: Filters) -> pd.DataFrame:
+    return run(lane_transit_sql(filters))
 
 
 # --- pipeline health ---

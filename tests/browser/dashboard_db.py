@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ingest.contract import SHIPMENTS, Rejected, to_row, validate
+from ingest.contract import INVENTORY, SHIPMENTS, Rejected, to_row, validate
 from ingest.network import DATA_DIR, load_network
 from ingest.simulator import SimulationSettings, simulate
 from ingest.store import Batch, DeadLetter, Store
@@ -113,3 +113,25 @@ def _apply(store: Store, batch: Batch, totals: dict[str, int]) -> None:
     totals["accepted"] += result.accepted
     totals["duplicates"] += result.duplicates
     totals["rejected"] += result.rejected
+
+
+def store_events(
+    path: Path, events: list[dict[str, Any]], *, tolerance_minutes: float = TOLERANCE_MINUTES
+) -> None:
+    """Store hand-written contract events as the worker would (one batch; all must be valid)."""
+    store = Store(path, on_time_tolerance_minutes=tolerance_minutes)
+    try:
+        store.load_reference(DATA_DIR)
+        store.mark_started()
+        batch = Batch()
+        for offset, event in enumerate(events):
+            shipment = str(event["event_type"]).startswith("shipment.")
+            topic = "shipment-events" if shipment else "inventory-events"
+            parsed = validate(SHIPMENTS if shipment else INVENTORY, json.dumps(event).encode())
+            batch.rows.append((*to_row(parsed), topic, 0, offset))
+            batch.messages += 1
+            batch.next_offsets[(topic, 0)] = offset + 1
+        store.apply_batch(batch, dt.datetime.now(dt.UTC))
+        store.checkpoint()
+    finally:
+        store.close()

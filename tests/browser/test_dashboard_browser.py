@@ -1,10 +1,12 @@
 """The dashboard in a real browser: `streamlit run` on a loopback port, Debian Chromium through
 Playwright. The map's canvas must really draw (basemap, lanes, trucks in the status colours),
-the health page must show the database's accepted count, and the live refresh must keep the
-user's zoom. Page render times are measured and printed."""
+the health page must show the database's accepted count, the live refresh must keep the user's
+zoom, and the replay slider must change what the map shows. Page render times are measured and
+printed."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import os
 import signal
@@ -22,6 +24,7 @@ from playwright.sync_api import BrowserContext, Page, sync_playwright
 from dashboard import theme
 from ingest.broker import free_port
 from ingest.processes import wait_http
+from tests import oracle
 from tests.browser.dashboard_db import DashboardDb, build_dashboard_db
 
 pytestmark = pytest.mark.browser
@@ -190,3 +193,48 @@ def test_live_refresh_keeps_the_users_zoom(page: Page, dashboard_url: str) -> No
     time.sleep(3 * 2 + 1)  # three refreshes of the live fragment
     after = colour_shares(chart.screenshot())
     assert abs(after["sea"] - zoomed["sea"]) < 0.05, (zoomed, after)
+
+
+def minute(instant: dt.datetime) -> dt.datetime:
+    return instant.replace(second=0, microsecond=0)
+
+
+def test_replay_slider_changes_what_the_map_shows(
+    page: Page, dashboard_url: str, network_db: DashboardDb
+) -> None:
+    """Replay, then drag the slider to its end with the keyboard: the truck count follows the
+    database as of each minute, and the canvas draws the trucks of that moment."""
+    times = [oracle.parse_instant(e["occurred_at"]) for e in network_db.events]
+    first, last = minute(min(times)), minute(min(max(times), dt.datetime.now(dt.UTC)))
+    start_at = max(first, last - dt.timedelta(minutes=30))  # where the page puts the slider
+    expected_start, expected_end = len(network_db.trucks(start_at)), len(network_db.trucks(last))
+    assert expected_start < expected_end, "the scenario's network fills up over time"
+
+    page.goto(dashboard_url)
+    chart = page.locator(MAP)
+    chart.locator("canvas").wait_for(timeout=30_000)
+    trucks = (
+        page.get_by_test_id("stMetric")
+        .filter(has_text="Trucks on the road")
+        .get_by_test_id("stMetricValue")
+    )
+    start = time.monotonic()
+    page.get_by_role("radio", name="Replay").click()  # a segmented control
+    slider = page.get_by_role("slider")
+    slider.wait_for(timeout=30_000)
+    wait_until(
+        lambda: trucks.inner_text().strip() == f"{expected_start:,}", 30, "the replay's start"
+    )
+    print(f"\nreplay view rendered in {time.monotonic() - start:.2f} s")
+
+    def truck_pixels() -> float:
+        shares = colour_shares(chart.screenshot())
+        return sum(shares[key] for key in ("on_time", "at_risk", "late", "exception"))
+
+    wait_until(lambda: colour_shares(chart.screenshot())["land"] > 0.15, 30, "the basemap")
+    before = truck_pixels()
+    slider.focus()
+    page.keyboard.press("End")
+    wait_until(lambda: trucks.inner_text().strip() == f"{expected_end:,}", 30, "the replay's end")
+    wait_until(lambda: truck_pixels() > before + 0.0005, 30, "more trucks drawn on the canvas")
+    assert page.get_by_text("Worker unreachable").count() == 0

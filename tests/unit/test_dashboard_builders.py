@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dashboard import charts, maps, queries, theme
+from dashboard import charts, maps, queries, theme, timeline
 from dashboard.components import describe_freshness
 from dashboard.filters import Filters, filter_options, from_query_params, to_query_params
 from dashboard.formatting import clock, delay_text, duration, escape_markdown, number
@@ -152,6 +152,234 @@ def test_empty_frames_make_an_empty_but_valid_map() -> None:
     assert layers["trucks"]["data"] == [] and layers["lanes"]["data"] == []
 
 
+# --- one shipment: path, timeline, lanes ------------------------------------------------------
+
+
+def shipment_events_frame() -> pd.DataFrame:
+    """A shipment's events out of order: plan, departure with a position, three pings, an
+    exception, an ETA, a re-plan, an ETA against the new plan, the arrival."""
+    at = [NOW + pd.Timedelta(minutes=m) for m in range(10)]
+    rows = [
+        ("e3", "shipment.position", at[3], 51.9, 9.65),
+        ("e0", "shipment.created", at[0], None, None),
+        ("e1", "shipment.departed", at[1], 52.4, 9.7),
+        ("e2", "shipment.position", at[2], 52.1, 9.68),
+        ("e4", "shipment.exception", at[4], None, None),
+        ("e5", "shipment.eta_updated", at[5], None, None),
+        ("e6", "shipment.created", at[6], None, None),
+        ("e7", "shipment.eta_updated", at[7], None, None),
+        ("e8", "shipment.position", at[8], 51.5, 9.6),
+        ("e9", "shipment.arrived", at[9], None, None),
+    ]
+    frame = pd.DataFrame(rows, columns=["event_id", "event_type", "occurred_at", "lat", "lon"])
+    for column in [
+        "origin_site_id",
+        "destination_site_id",
+        "carrier_id",
+        "mode",
+        "lines",
+        "reason",
+        "code",
+        "severity",
+        "message",
+        "damaged_quantity",
+        "estimated_delay_minutes",
+        "speed_kmh",
+        "heading_deg",
+    ]:
+        frame[column] = pd.Series([None] * len(frame), dtype=object)
+    for column in ("planned_departure", "planned_arrival", "eta"):
+        frame[column] = pd.Series([pd.NaT] * len(frame), dtype="datetime64[ns, UTC]")
+    plans = {"e0": 60, "e6": 90}  # minutes after NOW: the re-plan moves arrival 30 min later
+    for event_id, arrival in plans.items():
+        i = frame.index[frame["event_id"] == event_id][0]
+        for column, value in (
+            ("origin_site_id", "PLT-DE-HAN"),
+            ("destination_site_id", "DC-DE-KSL"),
+            ("carrier_id", "CAR-NWS"),
+            ("mode", "road"),
+        ):
+            frame.at[i, column] = value
+        frame.at[i, "planned_departure"] = NOW
+        frame.at[i, "planned_arrival"] = NOW + pd.Timedelta(minutes=arrival)
+        frame.at[i, "lines"] = [{"sku": "P-A", "quantity": 500}, {"sku": "P-B", "quantity": 300}]
+    etas = {"e5": 75, "e7": 85}  # +15 min against the first plan, -5 min against the second
+    for event_id, eta in etas.items():
+        i = frame.index[frame["event_id"] == event_id][0]
+        frame.at[i, "eta"] = NOW + pd.Timedelta(minutes=eta)
+    i = frame.index[frame["event_id"] == "e4"][0]
+    for column, value in (
+        ("code", "BREAKDOWN"),
+        ("severity", "critical"),
+        ("message", "brake defect"),
+        ("estimated_delay_minutes", 45),
+    ):
+        frame.at[i, column] = value
+    return frame
+
+
+def shipment_summary_row(**changes: object) -> pd.Series:
+    row = {
+        "shipment_id": "S1",
+        "delivery_status": "late",
+        "origin_name": "Hannover Plant",
+        "origin_city": "Hannover",
+        "origin_lat": 52.4,
+        "origin_lon": 9.7,
+        "destination_name": "Kassel DC",
+        "destination_city": "Kassel",
+        "destination_lat": 51.3,
+        "destination_lon": 9.5,
+    }
+    return pd.Series(row | changes)
+
+
+def focus_layers(focus: maps.ShipmentFocus) -> dict[str, dict]:
+    deck = maps.live_map_deck(trucks_frame(["late"]), sites_frame(), lanes_frame(), focus=focus)
+    return {layer["id"]: layer for layer in json.loads(deck.to_json())["layers"]}
+
+
+def test_selected_shipment_draws_its_path_in_event_time() -> None:
+    events = shipment_events_frame()
+    focus = maps.shipment_focus(shipment_summary_row(), events)
+    trucks = trucks_frame(["late", "on_time"])  # S0 and S1, the selected one
+    deck = maps.live_map_deck(trucks, sites_frame(), lanes_frame(), focus=focus)
+    spec = json.loads(deck.to_json())
+    assert [layer["id"] for layer in spec["layers"]] == list(maps.FOCUS_LAYER_IDS)
+    layers = {layer["id"]: layer for layer in spec["layers"]}
+    assert layers["path"]["@@type"] == "PathLayer"
+    path = layers["path"]["data"][0]["path"]
+    # Every event with a position, the departure's included, ordered by occurred_at.
+    assert path == [[9.7, 52.4], [9.68, 52.1], [9.65, 51.9], [9.6, 51.5]]
+    assert layers["path"]["widthUnits"] == "pixels"
+    assert layers["path"]["getColor"] == [*theme.LATE.rgb, 230]
+    assert "4 position reports" in layers["path"]["data"][0]["detail"]
+    assert layers["selected"]["data"][0]["position"] == [9.6, 51.5], "ring on the last position"
+    alpha = {t["title"]: t["color"][3] for t in layers["trucks"]["data"]}
+    assert alpha == {"S0": maps.FADED_TRUCK_ALPHA, "S1": 255}, "the others fade"
+    assert [s["title"] for s in layers["stops"]["data"]] == [
+        "Origin: Hannover Plant",
+        "Destination: Kassel DC",
+    ]
+    # The view frames origin and destination, closer than Europe, and stays put as it moves.
+    view = spec["initialViewState"]
+    assert 51.3 < view["latitude"] < 52.4 and 9.5 < view["longitude"] < 9.7
+    assert view["zoom"] > maps.EUROPE_VIEW.zoom
+    earlier = maps.shipment_focus(shipment_summary_row(), events.iloc[:5])
+    assert earlier.view.to_json() == focus.view.to_json()
+    assert len(earlier.path) < len(focus.path)
+
+
+def test_a_shipment_without_positions_or_plan_still_draws() -> None:
+    events = shipment_events_frame().iloc[[1]]  # the plan only
+    focus = maps.shipment_focus(shipment_summary_row(delivery_status=None), events)
+    layers = focus_layers(focus)
+    assert layers["path"]["data"] == [] and layers["selected"]["data"] == []
+    assert focus.rgb == theme.NO_PLAN.rgb
+    no_plan = shipment_summary_row(
+        origin_lat=None, origin_lon=None, destination_lat=None, destination_lon=None
+    )
+    assert maps.shipment_focus(no_plan, events.iloc[0:0]).view == maps.EUROPE_VIEW
+
+
+def test_fit_view_zooms_out_for_long_lanes() -> None:
+    short = maps.fit_view([[9.7, 52.4], [9.5, 51.3]])
+    long = maps.fit_view([[-3.7, 42.3], [20.5, 53.8]])  # Burgos -> Olsztyn
+    assert maps.FIT_ZOOM[0] <= long.zoom < short.zoom <= maps.FIT_ZOOM[1]
+    assert 42.3 < long.latitude < 53.8 and -3.7 < long.longitude < 20.5
+
+
+def test_timeline_figure_has_an_event_row_per_kind_and_units_on_its_axes() -> None:
+    events = shipment_events_frame()
+    fig = timeline.timeline_figure(
+        events,
+        planned_departure=NOW,
+        planned_arrival=NOW + pd.Timedelta(minutes=90),
+        tolerance_minutes=60,
+        eta=NOW + pd.Timedelta(minutes=85),
+        revision="S1",
+    )
+    assert fig.layout.xaxis2.title.text == "Event time (UTC)"
+    assert fig.layout.yaxis.title.text == "Event"
+    assert fig.layout.yaxis2.title.text == "ETA vs plan (minutes)"
+    rows = {trace.name: trace for trace in fig.data if trace.yaxis in (None, "y")}
+    assert list(fig.layout.yaxis.categoryarray) == [
+        "Arrived", "Exception", "ETA update", "Position", "Departed", "Planned",
+    ]  # fmt: skip
+    assert len(rows["Position"].x) == 3 and len(rows["Planned"].x) == 2
+    assert rows["Exception"].marker.color == (theme.SEVERITY_HEX["critical"],)
+    assert "BREAKDOWN" in rows["Exception"].hovertext[0]
+    # Naive UTC on the axis (plotly.js has no time zones): 10:00 UTC stays 10:00.
+    assert pd.Timestamp(rows["Planned"].x[0]) == pd.Timestamp("2026-03-02 10:00")
+    eta_line = next(trace for trace in fig.data if trace.name == "ETA vs plan")
+    assert list(eta_line.y) == [0.0, 15.0, 0.0, -5.0, -81.0]
+    assert fig.layout.shapes[0].y0 == 60, "the tolerance line"
+    assert fig.layout.uirevision == "S1"
+
+
+def test_eta_history_follows_the_plan_in_force() -> None:
+    history = timeline.eta_history(shipment_events_frame())
+    assert list(history["kind"]) == ["plan", "ETA update", "plan", "ETA update", "arrival"]
+    # Arrived at NOW+9 min, planned (re-plan) for NOW+90 min: 81 min early.
+    assert list(history["minutes"]) == [0.0, 15.0, 0.0, -5.0, -81.0]
+
+
+def test_events_table_reads_like_a_log_newest_first() -> None:
+    table = timeline.events_table(shipment_events_frame())
+    assert list(table.columns) == ["Time", "Event", "Details", "Severity", "Event id"]
+    assert list(table["Event id"]) == [f"e{i}" for i in range(9, -1, -1)]
+    details = dict(zip(table["Event id"], table["Details"], strict=True))
+    assert details["e0"].startswith("PLT-DE-HAN → DC-DE-KSL with CAR-NWS by road")
+    assert "800 tires: P-A × 500, P-B × 300" in details["e0"]
+    assert details["e1"] == "Left the origin at 52.4000, 9.7000"
+    assert details["e4"] == "CRITICAL BREAKDOWN: brake defect · est. delay 45 min"
+    assert details["e5"] == "ETA 02 Mar 11:15 UTC (+15 min vs plan)"
+    assert details["e7"] == "ETA 02 Mar 11:25 UTC (−5 min vs plan)", "against the re-plan"
+    assert table.set_index("Event id").loc["e4", "Severity"] == "critical"
+
+
+def test_delivered_lines_are_spelled_out_and_counted() -> None:
+    lines = [{"sku": f"P-{i}", "quantity": 10} for i in range(6)]
+    assert timeline.lines_text(lines) == (
+        "60 tires: P-0 × 10, P-1 × 10, P-2 × 10, P-3 × 10, +2 more SKUs"
+    )
+    assert timeline.lines_text(None) == "no lines"
+    event = {"event_type": "shipment.delivered", "lines": lines[:1], "damaged_quantity": 2}
+    assert timeline.event_details(event) == "Received 10 tires: P-0 × 10 · 2 damaged"
+
+
+def lane_history_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "origin_site_id": ["PLT-DE-HAN", "DC-DE-KSL", "DC-NL-VNL"],
+            "destination_site_id": ["DC-DE-KSL", "DIS-DE-MUC-01", "DIS-BE-BRU-01"],
+            "mode": ["road", "road", "road"],
+            "origin_city": ["Hannover", "Kassel", None],
+            "destination_city": ["Kassel", "München", "Bruxelles"],
+            "delivered": [14, 7, 6],
+            "p50_hours": [3.5, 8.3, 3.3],
+            "p90_hours": [3.8, 9.0, 5.0],
+            "planned_hours": [3.5, 9.0, 3.5],
+            "on_time": [13, 5, 3],
+            "on_time_share": [13 / 14, 5 / 7, 0.5],
+        }
+    )
+
+
+def test_lane_confidence_chart_ranges_plans_and_on_time_bands() -> None:
+    fig = timeline.lane_confidence_figure(lane_history_frame())
+    assert fig.layout.xaxis.title.text == "Transit time (hours)"
+    assert fig.layout.xaxis2.title.text == "Arrived on time (%)"
+    labels = ["Hannover → Kassel · road", "Kassel → München · road", "DC-NL-VNL → Bruxelles · road"]
+    ranges, _p50, planned, on_time = fig.data
+    assert list(ranges.y) == labels
+    assert list(ranges.base) == [3.5, 8.3, 3.3]
+    assert list(ranges.x) == pytest.approx([0.3, 0.7, 1.7])
+    assert list(planned.x) == [3.5, 9.0, 3.5]
+    assert list(on_time.marker.color) == [theme.ON_TIME.hex, theme.AT_RISK.hex, theme.LATE.hex]
+    assert list(on_time.text) == ["93 %", "71 %", "50 %"]
+
+
 # --- charts -------------------------------------------------------------------------------------
 
 
@@ -279,10 +507,28 @@ def test_filter_values_reach_sql_only_as_quoted_literals(tmp_path: Path) -> None
         queries.exception_queue_sql(hostile),
         queries.late_shipments_sql(hostile),
         queries.delay_by_carrier_sql(hostile),
+        queries.open_shipments_sql(hostile),
+        queries.stale_trackers_sql(hostile, 60.0),
+        queries.lane_transit_sql(hostile),
     ):
         assert "'x'') OR TRUE OR ('''" in sql or "'a''b'" in sql
         store.con.execute(sql).fetchall()
+    # A shipment id from a link (user input) reaches SQL only as a literal.
+    for sql in (queries.shipment_sql("x' OR '1'='1"), queries.shipment_events_sql("x' OR '1'='1")):
+        assert "'x'' OR ''1''=''1'" in sql
+        assert store.con.execute(sql).fetchall() == []
     store.close()
+
+
+def test_one_shipment_queries_read_up_to_the_replay_instant() -> None:
+    as_of = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
+    assert "occurred_at <= now()" in queries.shipment_events_sql("S1")
+    replay = queries.shipment_events_sql("S1", as_of)
+    assert "occurred_at <= TIMESTAMPTZ '2026-03-02 09:30:00.000000+00'" in replay
+    assert "shipments_asof(TIMESTAMPTZ" in queries.shipment_sql("S1", as_of)
+    assert "shipments_asof(TIMESTAMPTZ" in queries.stale_trackers_sql(Filters(), 5, as_of)
+    with pytest.raises(ValueError):
+        queries.stale_trackers_sql(Filters(), float("nan"))
 
 
 def test_database_path_from_argv_then_env_then_default(tmp_path: Path) -> None:

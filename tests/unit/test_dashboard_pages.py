@@ -8,15 +8,26 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import duckdb
+import numpy as np
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ingest.network import DATA_DIR
+from dashboard import queries
+from dashboard.filters import Filters
+from dashboard.formatting import escape_markdown
+from ingest.network import DATA_DIR, load_network
 from ingest.store import Batch, DeadLetter, Store
 from tests import oracle
-from tests.browser.dashboard_db import DashboardDb, build_dashboard_db
+from tests.browser.dashboard_db import (
+    TOLERANCE_MINUTES,
+    DashboardDb,
+    build_dashboard_db,
+    store_events,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "dashboard" / "app.py"
@@ -156,6 +167,284 @@ def test_replay_shows_the_network_as_of_a_past_moment(network_db: DashboardDb, o
     trucks = deck_layers(at)["trucks"]["data"]
     assert {t["title"] for t in trucks} == {row["shipment_id"] for row in expected}
     assert {t["title"] for t in trucks} != {row["shipment_id"] for row in network_db.trucks()}
+
+
+# --- one shipment on the map ---
+
+EVENT_NAMES = {  # the table's words for each event type, as a planner reads them
+    "shipment.created": "Planned",
+    "shipment.departed": "Departed",
+    "shipment.position": "Position",
+    "shipment.eta_updated": "ETA update",
+    "shipment.exception": "Exception",
+    "shipment.arrived": "Arrived",
+    "shipment.delivered": "Delivered",
+    "shipment.cancelled": "Cancelled",
+}
+
+
+def unique_events(db: DashboardDb) -> list[dict[str, Any]]:
+    """The accepted events: every valid message once (a duplicate repeats an event_id)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for event in db.events:
+        seen.setdefault(event["event_id"], event)
+    return list(seen.values())
+
+
+def events_of(db: DashboardDb, shipment_id: str, until: dt.datetime) -> list[dict[str, Any]]:
+    """One shipment's events at or before `until`, in event time (ties by event_id)."""
+    mine = [
+        e
+        for e in unique_events(db)
+        if e.get("shipment_id") == shipment_id and oracle.parse_instant(e["occurred_at"]) <= until
+    ]
+    return sorted(mine, key=lambda e: (oracle.parse_instant(e["occurred_at"]), e["event_id"]))
+
+
+def busy_shipment(db: DashboardDb) -> str:
+    """A shipment on the road with an exception and an ETA update: every kind of detail."""
+    kinds: dict[str, set[str]] = {}
+    for event in unique_events(db):
+        if "shipment_id" in event:
+            kinds.setdefault(event["shipment_id"], set()).add(event["event_type"])
+    on_road = {r["shipment_id"] for r in db.trucks()}
+    wanted = {"shipment.created", "shipment.exception", "shipment.eta_updated"}
+    return min(s for s in on_road if wanted <= kinds.get(s, set()))
+
+
+def test_shipment_detail_shows_its_events_path_and_summary(
+    network_db: DashboardDb, open_app
+) -> None:
+    shipment_id = busy_shipment(network_db)
+    at = open_app(network_db.path, shipment=shipment_id)
+    assert_clean(at)
+    assert at.selectbox(key="map_shipment").value == shipment_id, "the link opened it"
+    expected = events_of(network_db, shipment_id, dt.datetime.now(dt.UTC))
+    table = frame_with(at, "Event id")  # newest first
+    assert list(table["Event id"]) == [e["event_id"] for e in reversed(expected)]
+    assert list(table["Event"]) == [EVENT_NAMES[e["event_type"]] for e in reversed(expected)]
+    times = [oracle.parse_instant(e["occurred_at"]) for e in reversed(expected)]
+    assert [t.to_pydatetime() for t in table["Time"]] == times
+    shown = dict(zip(table["Event id"], table["Details"], strict=True))
+    for event in expected:
+        if event["event_type"] == "shipment.exception":
+            assert event["code"] in shown[event["event_id"]]
+            assert event["severity"].upper() in shown[event["event_id"]]
+        if event["event_type"] == "shipment.eta_updated":
+            eta = oracle.parse_instant(event["eta"]).strftime("%d %b %H:%M UTC")
+            assert f"ETA {eta}" in shown[event["event_id"]]
+    # The map draws its path through every position it reported, in event time.
+    layers = deck_layers(at)
+    assert list(layers) == ["sea", "countries", "lanes", "sites", "path", "stops", "trucks",
+                            "selected"]  # fmt: skip
+    located = [e for e in expected if e.get("lat") is not None]
+    path = layers["path"]["data"][0]["path"]
+    assert path == [[e["lon"], e["lat"]] for e in located]
+    assert layers["selected"]["data"][0]["position"] == path[-1]
+    row = next(r for r in network_db.shipments() if r["shipment_id"] == shipment_id)
+    assert metric(at, "Tires planned") == f"{row['planned_quantity']:,}"
+    assert any(h.value.startswith(escape_markdown(shipment_id)) for h in at.subheader)
+    # Choosing another one in the search box puts it in the URL; clearing it removes it.
+    other = next(r["shipment_id"] for r in network_db.trucks() if r["shipment_id"] != shipment_id)
+    at.selectbox(key="map_shipment").set_value(other).run()
+    assert_clean(at)
+    assert at.query_params["shipment"] in (other, [other])
+    assert deck_layers(at)["selected"]["data"][0]["title"] == other
+    at.selectbox(key="map_shipment").set_value(None).run()
+    assert "shipment" not in at.query_params
+    assert "path" not in deck_layers(at)
+
+
+def test_shipment_path_in_replay_ends_at_the_replay_time(network_db: DashboardDb, open_app) -> None:
+    shipment_id = busy_shipment(network_db)
+    at = open_app(network_db.path, shipment=shipment_id)
+    at.segmented_control(key="map_mode").set_value("Replay").run()
+    located = [e for e in events_of(network_db, shipment_id, network_db.built_at) if "lat" in e]
+    middle = oracle.parse_instant(located[len(located) // 2]["occurred_at"])
+    as_of = middle.replace(second=0, microsecond=0)
+    at.slider(key="replay_as_of").set_value(as_of.replace(tzinfo=None)).run()
+    assert_clean(at)
+    assert at.selectbox(key="map_shipment").value == shipment_id
+    expected = [e for e in located if oracle.parse_instant(e["occurred_at"]) <= as_of]
+    path = deck_layers(at)["path"]["data"][0]["path"]
+    assert len(expected) < len(located)
+    assert path == [[e["lon"], e["lat"]] for e in expected]
+    assert len(frame_with(at, "Event id")) == len(events_of(network_db, shipment_id, as_of))
+    at.segmented_control(key="map_mode").set_value("Live").run()  # back to live: still chosen
+    assert_clean(at)
+    assert at.selectbox(key="map_shipment").value == shipment_id
+    assert at.query_params["shipment"] in (shipment_id, [shipment_id])
+    assert deck_layers(at)["selected"]["data"][0]["title"] == shipment_id
+
+
+def test_an_unknown_shipment_in_the_link_is_a_plain_warning(
+    network_db: DashboardDb, open_app
+) -> None:
+    at = open_app(network_db.path, shipment="x') OR TRUE --")
+    assert not at.exception and not at.error
+    assert any("No shipment" in w.value for w in at.warning)
+    assert at.selectbox(key="map_shipment").value is None
+    assert list(deck_layers(at)) == ["sea", "countries", "lanes", "sites", "trucks"]
+
+
+# --- delays: stale trackers and ETA confidence ---
+
+
+def shipment_events(shipment_id: str, now: dt.datetime, *steps: tuple[str, float]) -> list[dict]:
+    """A shipment's events, each `(event_type, minutes before now)`; Hannover -> Kassel by road.
+    A position-carrying step ends in '@' (a departed event with a position, say)."""
+
+    def at(minutes: float) -> str:
+        return (now - dt.timedelta(minutes=minutes)).isoformat()
+
+    events = []
+    for n, (kind, minutes) in enumerate(steps):
+        event_type = "shipment." + kind.rstrip("@")
+        event: dict[str, Any] = {
+            "event_id": f"{shipment_id}-{n}",
+            "event_type": event_type,
+            "schema_version": 1,
+            "occurred_at": at(minutes),
+            "source": "test",
+            "shipment_id": shipment_id,
+        }
+        if event_type == "shipment.created":
+            event |= {
+                "origin_site_id": "PLT-DE-HAN",
+                "destination_site_id": "DC-DE-KSL",
+                "carrier_id": "CAR-NWS",
+                "mode": "road",
+                "planned_departure": at(minutes - 10),
+                "planned_arrival": at(minutes - 400),
+                "lines": [{"sku": "P-1756514-82T-S", "quantity": 100}],
+            }
+        if event_type == "shipment.position" or kind.endswith("@"):
+            event |= {"lat": 52.0 + n / 100, "lon": 9.6}
+        if event_type == "shipment.delivered":
+            event["lines"] = [{"sku": "P-1756514-82T-S", "quantity": 100}]
+        events.append(event)
+    return events
+
+
+@pytest.fixture(scope="module")
+def stale_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+    """Shipments whose trackers went quiet for known times (minutes before the build)."""
+    now = dt.datetime.now(dt.UTC)
+    events = [
+        *shipment_events("S-QUIET-150", now, ("created", 300), ("departed@", 240),
+                         ("position", 200), ("position", 150)),
+        *shipment_events("S-NEVER-120", now, ("created", 300), ("departed", 120)),
+        *shipment_events("S-NOPLAN-180", now, ("departed", 200), ("position", 180)),
+        *shipment_events("S-EDGE-63", now, ("created", 100), ("departed", 90), ("position", 63)),
+        *shipment_events("S-EDGE-57", now, ("created", 100), ("departed", 90), ("position", 57)),
+        *shipment_events("S-FRESH", now, ("created", 100), ("departed", 90), ("position", 5)),
+        *shipment_events("S-ARRIVED", now, ("created", 300), ("departed@", 290),
+                         ("position", 200), ("arrived", 100)),
+        *shipment_events("S-CANCELLED", now, ("created", 300), ("departed@", 290),
+                         ("cancelled", 200)),
+        *shipment_events("S-DELIVERED", now, ("created", 300), ("departed@", 290),
+                         ("delivered", 150)),
+        *shipment_events("S-PLANNED", now, ("created", 300)),
+    ]  # fmt: skip
+    path = tmp_path_factory.mktemp("stale") / "stale.duckdb"
+    store_events(path, events, tolerance_minutes=60.0)
+    return path, events
+
+
+def stale_expected(events: list[dict], threshold: float, at: dt.datetime) -> dict[str, float]:
+    """Independently: in transit, minutes since the last position (else since departure)."""
+    silent = {}
+    for row in oracle.derive_shipments(events, at, 60.0):
+        if row["status"] != oracle.IN_TRANSIT:
+            continue
+        last = row["last_position_at"] or row["departed_at"]
+        minutes = (at - last).total_seconds() / 60
+        if minutes > threshold:
+            silent[row["shipment_id"]] = minutes
+    return silent
+
+
+@pytest.mark.parametrize("threshold", [60, 100])
+def test_stale_trackers_equal_an_independent_count(
+    stale_db: tuple[Path, list[dict]], open_app, threshold: int
+) -> None:
+    path, events = stale_db
+    at = open_app(path, DELAYS_PAGE)
+    at.number_input(key="stale_threshold_minutes").set_value(threshold).run()
+    assert_clean(at)
+    expected = stale_expected(events, threshold, dt.datetime.now(dt.UTC))
+    table = frame_with(at, "Wall minutes")
+    # Each shipment links to the live map opened on it.
+    assert all(link.startswith("./?shipment=") for link in table["Shipment"])
+    table.index = [unquote(link.split("shipment=", 1)[1]) for link in table["Shipment"]]
+    assert list(table.index) == sorted(expected, key=lambda s: -expected[s])
+    assert set(expected) == (
+        {"S-QUIET-150", "S-NEVER-120", "S-NOPLAN-180", "S-EDGE-63"}
+        if threshold == 60
+        else {"S-QUIET-150", "S-NEVER-120", "S-NOPLAN-180"}
+    ), "the scenario's own arithmetic"
+    for shipment_id, minutes in table["Wall minutes"].items():
+        assert abs(minutes - expected[shipment_id]) < 1.0  # the page ran moments earlier
+    assert pd.isna(table.loc["S-NEVER-120", "Last position"]), "never reported one"
+    assert table.loc["S-QUIET-150", "Lane"] == "Hannover → Kassel"
+
+
+def test_stale_trackers_sql_at_a_given_instant(network_db: DashboardDb) -> None:
+    """The builder against the scenario database at a fixed T: equal to the oracle's list."""
+    at = network_db.built_at
+    silences = sorted(stale_expected(network_db.events, 0.0, at).values())
+    k = len(silences) // 2  # half of them quiet for longer than the threshold
+    assert silences[k] - silences[k - 1] > 1e-4, "a threshold clear of every silence"
+    threshold = (silences[k - 1] + silences[k]) / 2
+    con = duckdb.connect(str(network_db.path), read_only=True)
+    try:
+        rows = con.execute(queries.stale_trackers_sql(Filters(), threshold, at)).fetchall()
+        columns = [c[0] for c in con.description]
+    finally:
+        con.close()
+    got = {r[columns.index("shipment_id")]: r[columns.index("silent_minutes")] for r in rows}
+    expected = stale_expected(network_db.events, threshold, at)
+    assert 0 < len(expected) < len(silences)
+    assert got.keys() == expected.keys()
+    for shipment_id, minutes in got.items():
+        assert minutes == pytest.approx(expected[shipment_id], abs=1e-6)
+
+
+def test_eta_confidence_for_the_busiest_lane(network_db: DashboardDb, open_app) -> None:
+    at = open_app(network_db.path, DELAYS_PAGE)
+    assert_clean(at)
+    lanes: dict[tuple[str, str, str], list[dict]] = {}
+    for row in network_db.shipments():
+        if row["status"] == oracle.DELIVERED and row["origin_site_id"] is not None:
+            key = (row["origin_site_id"], row["destination_site_id"], row["mode"])
+            lanes.setdefault(key, []).append(row)
+    (origin, destination, mode), rows = max(lanes.items(), key=lambda kv: (len(kv[1]), kv[0]))
+    assert len(rows) >= 5, "the scenario delivers enough on its busiest lane"
+    hours = [
+        ((r["arrived_at"] - (r["departed_at"] or r["arrived_at"])).total_seconds() / 3600)
+        for r in rows
+    ]
+    planned = [(r["planned_arrival"] - r["planned_departure"]).total_seconds() / 3600 for r in rows]
+    on_time = sum(r["delay_minutes"] <= TOLERANCE_MINUTES for r in rows) / len(rows)
+    sites = load_network().sites
+    label = f"{sites[origin].city} → {sites[destination].city} · {mode}"
+    table = frame_with(at, "P90").set_index("Lane")
+    shown = table.loc[label]
+    assert shown["Delivered"] == len(rows)
+    assert shown["P50"] == pytest.approx(np.percentile(hours, 50), rel=1e-9)
+    assert shown["P90"] == pytest.approx(np.percentile(hours, 90), rel=1e-9)
+    assert shown["Planned"] == pytest.approx(float(np.median(planned)), rel=1e-9)
+    assert shown["On time"] == pytest.approx(100 * on_time)
+    chart = [c for c in at.get("plotly_chart") if "Transit time (hours)" in c.proto.spec]
+    assert len(chart) == 1, "the lane chart is drawn"
+
+
+def test_eta_confidence_explains_too_little_history(network_db: DashboardDb, open_app) -> None:
+    at = open_app(network_db.path, DELAYS_PAGE)
+    at.number_input(key="eta_min_history").set_value(1000).run()
+    assert_clean(at)
+    assert any("Too little history" in i.value for i in at.info)
+    assert not any("Transit time (hours)" in c.proto.spec for c in at.get("plotly_chart"))
 
 
 def test_delays_page_lists_the_late_and_at_risk(network_db: DashboardDb, open_app) -> None:
