@@ -17,7 +17,30 @@ from dashboard import auth, components, queries
 from dashboard.filters import FILTER_NAMES, FilterOptions, Filters, clean, from_query_params
 from dashboard.formatting import escape_markdown
 
-FILTER_LABELS = {"region": "Region", "carrier": "Carrier", "mode": "Mode", "status": "Status"}
+FILTER_LABELS = {
+    "region": "Region",
+    "plant": "Plant (origin)",
+    "distributor": "Distributor (destination)",
+    "carrier": "Carrier",
+    "mode": "Mode",
+    "segment": "Segment",
+    "sku": "SKU",
+    "status": "Status",
+}
+FILTER_HELP = {
+    "plant": "Shipments leaving these plants; on stock views, these plants' own stock.",
+    "distributor": "Shipments to these distributors; on stock views, these distributors' stock.",
+    "segment": "Shipments with a line of this tire segment; stock and lines of its SKUs.",
+    "sku": "Shipments with a line of these SKUs; stock and lines of these SKUs.",
+}
+# The sidebar stays short: the less used filters fold away in a group, open when one is set.
+FILTER_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("", ("region",)),
+    ("Sites", ("plant", "distributor")),
+    ("", ("carrier", "mode")),
+    ("Tires", ("segment", "sku")),
+    ("", ("status",)),
+)
 
 
 def visible_pages(role: str | None) -> list[st.Page]:
@@ -60,19 +83,23 @@ def sidebar_filters(options: FilterOptions) -> Filters:
     st.sidebar.subheader("Filters")
     chosen: dict[str, tuple[str, ...]] = {}
     for name in FILTER_NAMES:
-        key = _widget_key(name)
-        if key not in st.session_state:
-            st.session_state[key] = list(getattr(from_url, name))
-        chosen[name] = clean(
-            st.sidebar.multiselect(
-                FILTER_LABELS[name],
+        if _widget_key(name) not in st.session_state:
+            st.session_state[_widget_key(name)] = list(getattr(from_url, name))
+    for title, names in FILTER_GROUPS:
+        in_use = any(st.session_state[_widget_key(n)] for n in names)
+        container = st.sidebar.expander(title, expanded=in_use) if title else st.sidebar
+        for name in names:
+            chosen[name] = clean(
+                container.multiselect(
+                    FILTER_LABELS[name],
+                    options.allowed(name),
+                    key=_widget_key(name),
+                    format_func=functools.partial(options.label, name),
+                    placeholder="All",
+                    help=FILTER_HELP.get(name),
+                ),
                 options.allowed(name),
-                key=key,
-                format_func=functools.partial(options.label, name),
-                placeholder="All",
-            ),
-            options.allowed(name),
-        )
+            )
     filters = Filters(**chosen)
     for name in FILTER_NAMES:
         values = list(getattr(filters, name))

@@ -16,7 +16,14 @@ import pandas as pd
 
 from dashboard.filters import Filters
 from dashboard.kpi_queries import Period, floor_instant
-from dashboard.queries import ON_THE_ROAD, in_list, run, shipments_cte
+from dashboard.queries import (
+    ON_THE_ROAD,
+    in_list,
+    run,
+    shipments_cte,
+    site_condition,
+    sku_condition,
+)
 from ingest.database import number_literal, string_literal, timestamp_literal
 
 
@@ -160,7 +167,8 @@ ORDER BY i.on_hand DESC, i.sku"""
 
 def in_transit_lanes_sql(filters: Filters) -> str:
     """Tires on the road now per origin -> destination and SKU (the contract's in-transit rule:
-    the plan's lines of shipments that left and are not yet received or cancelled)."""
+    the plan's lines of shipments that left and are not yet received or cancelled). Segment
+    and SKU keep the lines of the chosen SKUs only."""
     return f"""{shipments_cte(site_filters(filters), None)},
 lines AS (
     SELECT shipment_id, origin_site_id, destination_site_id, origin_city, destination_city,
@@ -173,6 +181,7 @@ SELECT l.origin_site_id, l.destination_site_id,
     l.line.sku AS sku, any_value(k.segment) AS segment,
     sum(l.line.quantity)::BIGINT AS tires, count(DISTINCT l.shipment_id) AS shipments
 FROM lines AS l LEFT JOIN ref_skus AS k ON k.sku = l.line.sku
+WHERE {sku_condition(filters, "l.line.sku")}
 GROUP BY l.origin_site_id, l.destination_site_id, l.line.sku
 HAVING sum(l.line.quantity) > 0
 ORDER BY tires DESC, l.origin_site_id, l.destination_site_id, sku"""
@@ -188,16 +197,17 @@ def days_of_supply_sql(
 
     Daily sales: tires adjusted with reason 'sold' in (T - window, T], divided by the window in
     days, or by the time since the first stored event when the history is shorter than the
-    window. No sales in the window: no days of supply (never highlighted). Only the region
-    filter applies: cover counts every tire on its way, whoever carries it.
+    window. No sales in the window: no days of supply (never highlighted). Region and
+    distributor choose the distributors, segment and SKU the SKUs; plant, carrier and mode do
+    not apply: cover counts every tire on its way, wherever it comes from and whoever carries it.
     """
     t = timestamp_literal(as_of)
     since = timestamp_literal(as_of - sales_window.length)
     window_s = sales_window.length.total_seconds()
-    region = f"AND region IN {in_list(filters.region)}" if filters.region else ""
+    sites = Filters(region=filters.region, distributor=filters.distributor)
     return f"""WITH distributors AS (
-    SELECT site_id, name, city, country, region FROM ref_sites
-    WHERE kind = 'distributor' {region}
+    SELECT site_id, name, city, country, region FROM ref_sites AS r
+    WHERE kind = 'distributor' AND {site_condition(sites, "r")}
 ),
 stock AS (
     SELECT site_id, sku, on_hand FROM inventory_now
@@ -246,6 +256,7 @@ SELECT c.site_id, d.name, d.city, d.country, c.sku, r.segment, r.description,
 FROM cover AS c
 JOIN distributors AS d USING (site_id)
 LEFT JOIN ref_skus AS r USING (sku)
+WHERE {sku_condition(filters, "c.sku")}
 ORDER BY below_threshold DESC, days_of_supply ASC NULLS LAST, c.site_id, c.sku"""
 
 

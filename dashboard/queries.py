@@ -161,6 +161,38 @@ def in_list(values: Sequence[str]) -> str:
     return "(" + ", ".join(string_literal(v) for v in values) + ")"
 
 
+def chosen_skus_sql(filters: Filters) -> str | None:
+    """`SELECT sku FROM ref_skus ...`: the SKUs the `sku` and `segment` filters keep (both must
+    hold), or None when neither is set."""
+    where = []
+    if filters.sku:
+        where.append(f"sku IN {in_list(filters.sku)}")
+    if filters.segment:
+        where.append(f"segment IN {in_list(filters.segment)}")
+    return f"SELECT sku FROM ref_skus WHERE {' AND '.join(where)}" if where else None
+
+
+def sku_condition(filters: Filters, column: str) -> str:
+    """SQL true when the SKU in `column` (a row's own SKU) passes the sku and segment filters."""
+    chosen = chosen_skus_sql(filters)
+    return "TRUE" if chosen is None else f"{column} IN ({chosen})"
+
+
+def site_condition(filters: Filters, site: str) -> str:
+    """SQL true when the `ref_sites` row aliased `site` passes region, plant and distributor
+    (`filters.site_matches` in SQL: a site filter narrows only the sites of its kind)."""
+    where = []
+    if filters.region:
+        where.append(f"{site}.region IN {in_list(filters.region)}")
+    if filters.plant:
+        where.append(f"({site}.kind <> 'plant' OR {site}.site_id IN {in_list(filters.plant)})")
+    if filters.distributor:
+        where.append(
+            f"({site}.kind <> 'distributor' OR {site}.site_id IN {in_list(filters.distributor)})"
+        )
+    return " AND ".join(where) or "TRUE"
+
+
 def instant_sql(as_of: dt.datetime | None) -> str:
     """T: the worker's clock for live views, or a replay instant."""
     return "now()" if as_of is None else timestamp_literal(as_of)
@@ -182,7 +214,9 @@ DELIVERY_STATUS_SQL = """CASE
 
 
 def shipments_cte(filters: Filters, as_of: dt.datetime | None) -> str:
-    """`WITH ... shipments AS (...)`: filtered shipments with delivery status, names, places."""
+    """`WITH ... shipments AS (...)`: filtered shipments with delivery status, names, places.
+    Plant filters the origin, distributor the destination; segment and SKU keep a shipment
+    when any line of its plan is of a chosen SKU (its quantities stay the whole shipment's)."""
     t = instant_sql(as_of)
     relation = "shipments_now" if as_of is None else f"shipments_asof({t}, {TOLERANCE_SQL})"
     where = ["TRUE"]
@@ -193,6 +227,16 @@ def shipments_cte(filters: Filters, as_of: dt.datetime | None) -> str:
         where.append(f"sh.carrier_id IN {in_list(filters.carrier)}")
     if filters.mode:
         where.append(f"sh.mode IN {in_list(filters.mode)}")
+    if filters.plant:
+        where.append(f"sh.origin_site_id IN {in_list(filters.plant)}")
+    if filters.distributor:
+        where.append(f"sh.destination_site_id IN {in_list(filters.distributor)}")
+    chosen_skus = chosen_skus_sql(filters)
+    if chosen_skus is not None:  # any planned line of a chosen SKU
+        where.append(
+            "list_has_any(list_transform(sh.planned_lines, lambda l: l.sku), "
+            f"(SELECT list(sku) FROM ({chosen_skus})))"
+        )
     status_where = f"delivery_status IN {in_list(filters.status)}" if filters.status else "TRUE"
     return f"""WITH tol AS (SELECT {TOLERANCE_SQL} AS minutes),
 classified AS (
@@ -233,11 +277,14 @@ ORDER BY {STATUS_RANK_SQL}, shipment_id"""
 
 
 def sites_sql(filters: Filters, as_of: dt.datetime | None = None) -> str:
-    """Reference sites with their stock on hand (all SKUs) at T."""
+    """Reference sites with their stock on hand at T: the sites region, plant and distributor
+    keep, the stock of the SKUs segment and SKU keep."""
     stock = "inventory_now" if as_of is None else f"inventory_asof({instant_sql(as_of)})"
-    where = f"WHERE r.region IN {in_list(filters.region)}" if filters.region else ""
+    where = f"WHERE {site_condition(filters, 'r')}"
     return f"""WITH stock AS (
-    SELECT site_id, sum(on_hand)::BIGINT AS on_hand, count(*) AS skus FROM {stock} GROUP BY site_id
+    SELECT site_id, sum(on_hand)::BIGINT AS on_hand, count(*) AS skus FROM {stock}
+    WHERE {sku_condition(filters, "sku")}
+    GROUP BY site_id
 )
 SELECT r.site_id, r.name, r.kind, r.city, r.country, r.region, r.lat, r.lon,
     coalesce(stock.on_hand, 0) AS on_hand, coalesce(stock.skus, 0) AS skus

@@ -291,6 +291,12 @@ def derive_shipments(
     return [_shipment_row(s, as_of, tolerance_minutes) for s in shipments]
 
 
+def planned_skus(events: list[dict], as_of: datetime) -> dict[str, set[str]]:
+    """The SKUs of each shipment's plan in force at `as_of` (shipments with a plan)."""
+    shipments = _shipments_at(_visible_events(events, _as_utc(as_of)))
+    return {s.shipment_id: set(s.plan_lines) for s in shipments if s.plan_lines is not None}
+
+
 # --------------------------------------------------------------------------- inventory
 
 

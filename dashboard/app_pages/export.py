@@ -21,7 +21,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import components, queries
-from dashboard.filters import Filters
+from dashboard.filters import Filters, matching_sites, matching_skus
 from dashboard.formatting import clock, escape_markdown, number
 from ingest.database import extension_path, string_literal
 from ingest.export import DATASETS, export_snapshot
@@ -116,28 +116,34 @@ def sidebar_columns(
     dataset: str, filters: Filters, network: Network
 ) -> tuple[dict[str, tuple[str, ...]], list[str]]:
     """The sidebar filters that apply to a dataset, as column filters, and the names of those
-    that do not (region and delivery status have no column of their own in most datasets)."""
+    that do not (a dataset without SKUs cannot be filtered by segment, nothing here has a
+    delivery status). Plant and distributor mean origin and destination for shipments and
+    in-transit lines, and the site itself for stock, as on the other pages."""
     applied: dict[str, tuple[str, ...]] = {}
+    used: set[str] = set()
+    if dataset in ("shipments", "in-transit"):
+        if filters.plant:
+            applied["origin_site_id"] = filters.plant
+            used.add("plant")
+        if filters.distributor:
+            applied["destination_site_id"] = filters.distributor
+            used.add("distributor")
     if dataset == "shipments":
         if filters.carrier:
             applied["carrier_id"] = filters.carrier
+            used.add("carrier")
         if filters.mode:
             applied["mode"] = filters.mode
-    if dataset == "inventory" and filters.region:
-        regions = set(filters.region)
-        applied["site_id"] = tuple(
-            sorted(s.site_id for s in network.sites.values() if s.region in regions)
-        )
-    used = {
-        "carrier": "carrier_id" in applied,
-        "mode": "mode" in applied,
-        "region": "site_id" in applied,
-    }
-    ignored = [
-        name
-        for name in ("region", "carrier", "mode", "status")
-        if getattr(filters, name) and not used.get(name, False)
-    ]
+            used.add("mode")
+    if dataset == "inventory":
+        sites = ("region", "plant", "distributor")
+        if any(getattr(filters, name) for name in sites):
+            applied["site_id"] = matching_sites(filters, network)
+            used.update(sites)
+    if dataset in ("inventory", "in-transit") and (filters.segment or filters.sku):
+        applied["sku"] = matching_skus(filters, network)
+        used.update(("segment", "sku"))
+    ignored = [name for name in filters.chosen() if name not in used]
     return applied, ignored
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import zlib
 
 import pandas as pd
 import streamlit as st
 
 from dashboard import components, flows, inventory_queries, kpi_queries, queries, theme
-from dashboard.filters import Filters
+from dashboard.filters import Filters, matching_skus, site_matches
 from dashboard.formatting import clock, duration, number
 from dashboard.kpi_queries import Period
 from ingest.network import Network
@@ -47,7 +48,9 @@ def flow_section(filters: Filters, window: Period, as_of: dt.datetime) -> None:
     links = inventory_queries.flows(filters, window, as_of, measure)
     st.caption(
         f"Link width: {measure.meaning}, in {window.words} (to {clock(as_of)}). "
-        "Filters: region (origin or destination), carrier, mode."
+        "Filters: region (origin or destination), plant (origin), distributor (destination), "
+        "carrier, mode; segment and SKU keep shipments with a line of a chosen SKU, counted "
+        "whole."
     )
     if links.empty:
         components.empty_state(
@@ -73,16 +76,25 @@ def _site_label(network: Network, site_id: str) -> str:
     return f"{site.name} · {theme.SITE_KIND_LABEL.get(site.kind, site.kind)}, {site.city}"
 
 
+def sku_choice_key(site_id: str, filters: Filters) -> str:
+    """Each site remembers its own SKU choice, once per set of SKUs the filters offer (a
+    widget's remembered values must stay among its options)."""
+    if not (filters.segment or filters.sku):
+        return f"stock_skus_{site_id}"
+    offered = ",".join((*filters.segment, *filters.sku))
+    return f"stock_skus_{site_id}_{zlib.crc32(offered.encode()):08x}"
+
+
 def history_section(filters: Filters, window: Period, as_of: dt.datetime) -> None:
     st.subheader("Stock on hand over time")
     network = queries.reference_network()
     kind_rank = {"plant": 0, "dc": 1, "distributor": 2}
     sites = sorted(
-        (s for s in network.sites.values() if not filters.region or s.region in filters.region),
+        (s for s in network.sites.values() if site_matches(filters, s)),
         key=lambda s: (kind_rank.get(s.kind, 3), s.name),
     )
     if not sites:
-        components.empty_state("No site lies in the chosen regions.")
+        components.empty_state("No site matches the chosen region, plant and distributor.")
         return
     site_ids = [s.site_id for s in sites]
     default = next((s.site_id for s in sites if s.kind == "dc"), site_ids[0])
@@ -96,13 +108,13 @@ def history_section(filters: Filters, window: Period, as_of: dt.datetime) -> Non
     )
     site_id = str(chosen_site) if chosen_site in site_ids else default
     stock = inventory_queries.site_stock(site_id)
-    all_skus = sorted(network.skus)
-    top = [sku for sku in stock["sku"] if sku in network.skus][: inventory_queries.HISTORY_SKUS]
+    all_skus = list(matching_skus(filters, network))
+    top = [sku for sku in stock["sku"] if sku in all_skus][: inventory_queries.HISTORY_SKUS]
     skus = right.multiselect(
         "SKUs",
         all_skus,
         default=top,
-        key=f"stock_skus_{site_id}",  # each site remembers its own choice
+        key=sku_choice_key(site_id, filters),
         format_func=lambda sku: f"{sku} ({network.skus[sku].segment})",
         placeholder="Choose SKUs",
         help=f"Starts with the site's {inventory_queries.HISTORY_SKUS} largest stocks now.",
@@ -133,7 +145,8 @@ def history_section(filters: Filters, window: Period, as_of: dt.datetime) -> Non
     st.caption(
         f"On hand every {duration(window.step.total_seconds() / 60)} over {window.words}: the "
         "latest count plus every movement after it (production, sales, departures, deliveries, "
-        "returns). A line starts at the SKU's first count or movement."
+        "returns). A line starts at the SKU's first count or movement. Filters: region, plant "
+        "and distributor narrow the sites; segment and SKU the SKUs offered."
     )
 
 
@@ -164,7 +177,10 @@ def in_transit_section(filters: Filters) -> None:
             key="inventory_transit",
         )
     with right:
-        st.caption("Every lane and SKU: planned lines of shipments departed and not received.")
+        st.caption(
+            "Every lane and SKU: planned lines of shipments departed and not received. Every "
+            "filter applies; segment and SKU keep only the lines of the chosen SKUs."
+        )
         view = pd.DataFrame(
             {
                 "Lane": [
@@ -212,7 +228,7 @@ def cover_section(filters: Filters, as_of: dt.datetime) -> None:
     if cover.empty:
         components.empty_state(
             "No distributor has stock, tires on the way or sales yet"
-            + ("" if not filters.region else " in the chosen regions")
+            + ("" if filters.is_empty() else " for these filters")
             + "."
         )
         return
@@ -247,7 +263,8 @@ def cover_section(filters: Filters, as_of: dt.datetime) -> None:
             else ""
         )
         + f"). Rows below {threshold:g} days are highlighted; pairs without sales have no days "
-        "of supply."
+        "of supply. Filters: region, distributor, segment, SKU; plant, carrier and mode do not "
+        "apply (cover counts every tire on its way)."
     )
     view = pd.DataFrame(
         {

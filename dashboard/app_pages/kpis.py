@@ -286,6 +286,8 @@ try:
     as_of = kpi_queries.measured_at(queries.freshness().checked_at)
     st.session_state[MEASURED_AT_KEY] = as_of
     note = " The status filter does not apply here: KPIs measure status." if filters.status else ""
+    if filters.segment or filters.sku:
+        note += " Segment and SKU keep shipments with a line of a chosen SKU, counted whole."
     st.caption(
         f"Shipments due in {period.words} up to {clock(as_of, seconds=True)}, compared with "
         f"the {period.label} before.{escape_markdown(note)}",

@@ -302,9 +302,17 @@ as_of = replay_instant(mode)
 with search_column:  # filled after the slider: the choice depends on the replay instant
     shipment_id = choose_shipment(filters, as_of)
 if as_of is None:
-    st.caption(f"The network now; refreshes every {queries.REFRESH_SECONDS} s.")
+    caption = f"The network now; refreshes every {queries.REFRESH_SECONDS} s."
 else:
-    st.caption(f"The network as it was on {clock(as_of)} (replay: positions, statuses, stock).")
+    caption = f"The network as it was on {clock(as_of)} (replay: positions, statuses, stock)."
+if filters.plant or filters.distributor:
+    caption += " Plant and distributor keep trucks by origin and destination, sites of their kind."
+if filters.segment or filters.sku:
+    caption += (
+        " Segment and SKU keep trucks with a line of a chosen SKU (lanes count their whole "
+        "load); site sizes count only those SKUs."
+    )
+st.caption(caption)
 # Live: a fragment on a timer, so only the map refreshes and zoom and pan survive.
 st.fragment(run_every=queries.REFRESH_SECONDS if as_of is None else None)(network_map)(
     filters, as_of, shipment_id

@@ -10,9 +10,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dashboard import charts, maps, queries, theme, timeline
+from dashboard import charts, inventory_queries, kpi_queries, maps, queries, theme, timeline
 from dashboard.components import describe_freshness
-from dashboard.filters import Filters, filter_options, from_query_params, to_query_params
+from dashboard.filters import (
+    Filters,
+    filter_options,
+    from_query_params,
+    matching_sites,
+    matching_skus,
+    to_query_params,
+)
 from dashboard.formatting import clock, delay_text, duration, escape_markdown, number
 from ingest.network import load_network
 from ingest.store import Store
@@ -561,3 +568,97 @@ def test_basemap_is_a_small_geojson_of_europe() -> None:
     assert {"Germany", "France", "Spain", "Poland", "Sweden", "United Kingdom", "Italy"} <= names
     for site in load_network().sites.values():
         assert -32 < site.lon < 50 and 27 < site.lat < 72, "every site lies inside the basemap"
+
+
+def test_site_and_tire_filters_are_whitelisted_from_the_url() -> None:
+    options = filter_options(load_network())
+    filters = from_query_params(
+        {
+            "plant": ["PLT-DE-HAN", "DC-DE-KSL", "x' OR '1'='1"],  # a DC is not a plant
+            "distributor": ["DIS-FR-PAR-01", "PLT-FR-CFE"],
+            "segment": ["van", "Van", "bikes"],
+            "sku": ["T-31580225-156L-A", "T-3158"],
+        },
+        options,
+    )
+    assert filters == Filters(
+        plant=("PLT-DE-HAN",),
+        distributor=("DIS-FR-PAR-01",),
+        segment=("van",),
+        sku=("T-31580225-156L-A",),
+    )
+    assert to_query_params(filters)["plant"] == ["PLT-DE-HAN"]
+    assert options.label("plant", "PLT-DE-HAN") == "Hannover-Stöcken Plant (Hannover)"
+    assert options.segment == ("passenger", "van", "truck", "agricultural")
+
+
+def test_site_filters_narrow_only_their_own_kind() -> None:
+    network = load_network()
+    filters = Filters(region=("France",), plant=("PLT-FR-CFE",), distributor=("DIS-FR-PAR-01",))
+    assert matching_sites(filters, network) == ("DC-FR-LYS", "DIS-FR-PAR-01", "PLT-FR-CFE")
+    assert matching_skus(Filters(segment=("truck",), sku=("T-31580225-156L-A",)), network) == (
+        "T-31580225-156L-A",
+    )
+    assert matching_skus(Filters(segment=("truck",), sku=("P-1756514-82T-S",)), network) == ()
+    assert len(matching_skus(Filters(), network)) == len(network.skus)
+
+
+def test_new_filters_reach_every_builder_as_quoted_literals(tmp_path: Path) -> None:
+    """Plant, distributor, segment and SKU in every builder that takes filters; even values
+    that slipped past the whitelist stay string literals, and every SQL runs."""
+    store = Store(tmp_path / "t.duckdb")
+    store.load_reference(REPO / "data")
+    hostile = Filters(
+        plant=("p') OR TRUE OR ('",),
+        distributor=("d'x",),
+        segment=("s') OR TRUE --",),
+        sku=("k'y",),
+    )
+    as_of = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
+    period = kpi_queries.PERIOD_BY_KEY["1h"]
+    measure = inventory_queries.FLOW_MEASURES[0]
+    builders = {
+        "trucks": queries.trucks_sql(hostile),
+        "trucks_asof": queries.trucks_sql(hostile, as_of),
+        "lanes": queries.lanes_sql(hostile),
+        "sites": queries.sites_sql(hostile, as_of),
+        "open": queries.open_shipments_sql(hostile),
+        "queue": queries.exception_queue_sql(hostile),
+        "summary": queries.exception_summary_sql(hostile),
+        "late": queries.late_shipments_sql(hostile),
+        "counts": queries.open_status_counts_sql(hostile),
+        "carrier": queries.delay_by_carrier_sql(hostile),
+        "stale": queries.stale_trackers_sql(hostile, 60.0),
+        "lane_transit": queries.lane_transit_sql(hostile),
+        "kpis": kpi_queries.period_kpis_sql(hostile, period, as_of),
+        "in_transit": kpi_queries.in_transit_sql(hostile, period, as_of),
+        "throughput": kpi_queries.throughput_sql(hostile, period, as_of),
+        "kpi_lanes": kpi_queries.lane_transit_sql(hostile, period, as_of),
+        "scorecard": kpi_queries.carrier_scorecard_sql(hostile, period, as_of),
+        "flows": inventory_queries.flows_sql(hostile, period, as_of, measure),
+        "transit_lanes": inventory_queries.in_transit_lanes_sql(hostile),
+        "cover": inventory_queries.days_of_supply_sql(hostile, period, 7.0, as_of),
+    }
+    for name, sql in builders.items():
+        assert "'s'') OR TRUE --'" in sql and "'k''y'" in sql, name
+        if name != "cover":  # cover: the plant filter does not apply
+            assert "'p'') OR TRUE OR ('''" in sql or name == "sites", name
+        assert "'d''x'" in sql, name
+        store.con.execute(sql).fetchall()
+    store.close()
+
+
+def test_tire_filters_match_any_planned_line_and_stock_by_its_own_sku() -> None:
+    both = Filters(segment=("van",), sku=("V-1957015-104R-S",))
+    chosen = queries.chosen_skus_sql(both)
+    assert chosen == (
+        "SELECT sku FROM ref_skus WHERE sku IN ('V-1957015-104R-S') AND segment IN ('van')"
+    )
+    assert queries.chosen_skus_sql(Filters(plant=("PLT-DE-HAN",))) is None
+    cte = queries.shipments_cte(both, None)
+    assert "list_has_any(list_transform(sh.planned_lines, lambda l: l.sku)" in cte
+    assert f"sku IN ({chosen})" in queries.sites_sql(both)
+    assert f"l.line.sku IN ({chosen})" in inventory_queries.in_transit_lanes_sql(both)
+    site = queries.site_condition(Filters(plant=("PLT-DE-HAN",)), "r")
+    assert site == "(r.kind <> 'plant' OR r.site_id IN ('PLT-DE-HAN'))"
+    assert queries.site_condition(Filters(carrier=("CAR-NWS",)), "r") == "TRUE"

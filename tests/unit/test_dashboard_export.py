@@ -273,3 +273,21 @@ def test_shows_how_to_attach_without_any_token(export_page, network_db: Dashboar
     attach = next(c for c in codes if "ATTACH" in c)
     assert "READ_ONLY" in attach, "no worker serves this file: attach it read-only"
     assert "TOKEN" not in attach
+
+
+def test_site_and_tire_filters_map_to_dataset_columns(export_page, network_db) -> None:
+    network = load_network()
+    at = export_page(plant="PLT-DE-HAN", segment="truck")
+    at = prepare(at)  # shipments: plant is the origin; shipments have no SKU column
+    manifest = json.loads(downloaded(at, "export_download_manifest"))
+    assert manifest["filters"] == {"origin_site_id": ["PLT-DE-HAN"]}
+    assert any("do not apply" in c.value and "segment" in c.value for c in at.caption)
+    at.selectbox(key="export_dataset").set_value("inventory").run()
+    at = prepare(at)  # stock: the plant narrows the plants; the segment its SKUs
+    manifest = json.loads(downloaded(at, "export_download_manifest"))
+    other_plants = {s.site_id for s in network.sites.values() if s.kind == "plant"} - {"PLT-DE-HAN"}
+    assert manifest["filters"] == {
+        "site_id": sorted(set(network.sites) - other_plants),
+        "sku": sorted(k.sku for k in network.skus.values() if k.segment == "truck"),
+    }
+    assert not any("do not apply" in c.value for c in at.caption)

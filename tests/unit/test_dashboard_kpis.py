@@ -24,6 +24,7 @@ from dashboard import flows, kpi_queries, theme
 from dashboard.components import FILTERS_KEY
 from dashboard.filters import Filters
 from ingest.database import configure
+from ingest.network import load_network
 from tests import oracle
 from tests.browser.dashboard_db import (
     TOLERANCE_MINUTES,
@@ -504,3 +505,46 @@ def test_kpi_page_without_a_database_says_so(tmp_path: Path, open_page) -> None:
 def test_every_filter_is_copied_but_status() -> None:
     filters = Filters(region=("DACH",), carrier=("CAR-NWS",), mode=("road",), status=("late",))
     assert kpi_queries.kpi_filters(filters) == dataclasses.replace(filters, status=())
+
+
+def on_the_road(network_db: DashboardDb, keep: Callable[[dict[str, Any]], bool]) -> tuple[int, int]:
+    """Shipments and tires in transit now among the oracle's shipments that `keep` selects."""
+    rows = [
+        r
+        for r in network_db.shipments()
+        if r["status"] in ("IN_TRANSIT", "ARRIVED") and r["planned_quantity"] is not None
+    ]
+    chosen = [r for r in rows if keep(r)]
+    assert 0 < len(chosen) < len(rows), "the filter keeps some shipments, not all"
+    return len(chosen), sum(r["planned_quantity"] for r in chosen)
+
+
+def test_kpi_page_follows_the_plant_filter(network_db, open_page) -> None:
+    plant = "PLT-DE-HAN"
+    shipments, tires = on_the_road(network_db, lambda r: r["origin_site_id"] == plant)
+    page = open_page(network_db.path, Filters(plant=(plant,)), period="Last 15 min")
+    assert_clean(page)
+    assert tiles(page)["Shipments in transit"].value == f"{shipments:,}"
+    assert tiles(page)["Tires in transit"].value == f"{tires:,}"
+    as_of = page.session_state["kpi_measured_at"]
+    mine = {s["shipment_id"] for s in network_db.shipments(as_of) if s["origin_site_id"] == plant}
+    subset = [e for e in network_db.events if e.get("shipment_id") in mine]
+    rate, otif = expected_rates(subset, as_of, kpi_queries.PERIOD_BY_KEY["15m"], TOLERANCE_MINUTES)[
+        "current"
+    ]
+    assert tiles(page)["On-time rate"].value == flows.rate_text(rate)
+    assert tiles(page)["OTIF"].value == flows.rate_text(otif)
+
+
+def test_kpi_page_follows_the_segment_filter(network_db, open_page) -> None:
+    network = load_network()
+    skus = oracle.planned_skus(network_db.events, dt.datetime.now(dt.UTC))
+    shipments, tires = on_the_road(
+        network_db,
+        lambda r: any(network.skus[k].segment == "van" for k in skus.get(r["shipment_id"], ())),
+    )
+    page = open_page(network_db.path, Filters(segment=("van",)), period="Last 5 min")
+    assert_clean(page)
+    assert tiles(page)["Shipments in transit"].value == f"{shipments:,}"
+    assert tiles(page)["Tires in transit"].value == f"{tires:,}"
+    assert any("counted whole" in c.value for c in page.caption)

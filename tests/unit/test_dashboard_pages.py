@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -508,3 +509,54 @@ def test_dead_letters_are_shown_as_plain_text(tmp_path: Path, open_app) -> None:
     assert latest.loc[0, "reason"] == "<b>bad</b> _reason_"
     assert latest.loc[0, "value_text"] == hostile, "valid UTF-8 is shown verbatim"
     assert latest.loc[1, "value_text"] == "<script>\\xFF", "invalid bytes are shown escaped"
+
+
+def test_map_follows_the_plant_filter(network_db: DashboardDb, open_app) -> None:
+    network = load_network()
+    expected = network_db.trucks()
+    plants = [s for s in network.sites.values() if s.kind == "plant"]
+    plant = max(plants, key=lambda p: sum(r["origin_site_id"] == p.site_id for r in expected))
+    wanted = {r["shipment_id"] for r in expected if r["origin_site_id"] == plant.site_id}
+    assert 0 < len(wanted) < len(expected), "the scenario has trucks from several plants"
+    at = open_app(network_db.path, plant=plant.site_id)
+    assert_clean(at)
+    assert at.multiselect(key="filter_plant").value == [plant.site_id]
+    layers = deck_layers(at)
+    assert {t["title"] for t in layers["trucks"]["data"]} == wanted
+    assert metric(at, "Trucks on the road") == f"{len(wanted):,}"
+    # The other plants leave the map; distribution centres and distributors stay.
+    shown = {s["title"].rsplit("(", 1)[1].rstrip(")") for s in layers["sites"]["data"]}
+    assert shown == {s for s in network.sites if s not in {p.site_id for p in plants}} | {
+        plant.site_id
+    }
+
+
+def test_map_follows_the_segment_filter(network_db: DashboardDb, open_app) -> None:
+    network = load_network()
+    expected = network_db.trucks()
+    skus = oracle.planned_skus(network_db.events, dt.datetime.now(dt.UTC))
+
+    def trucks_of(segment: str) -> set[str]:
+        return {
+            r["shipment_id"]
+            for r in expected
+            if any(network.skus[k].segment == segment for k in skus.get(r["shipment_id"], ()))
+        }
+
+    segment = next(s for s in ("truck", "agricultural", "van") if len(trucks_of(s)) > 0)
+    wanted = trucks_of(segment)
+    assert len(wanted) < len(expected)
+    at = open_app(network_db.path, segment=segment, sku="no-such-sku")
+    assert_clean(at)
+    assert at.multiselect(key="filter_sku").value == [], "unknown URL values are dropped"
+    layers = deck_layers(at)
+    assert {t["title"] for t in layers["trucks"]["data"]} == wanted
+    assert metric(at, "Trucks on the road") == f"{len(wanted):,}"
+    # Site sizes count only the segment's stock.
+    segment_skus = [k.sku for k in network.skus.values() if k.segment == segment]
+    stock = db_value(
+        network_db.path,
+        f"SELECT sum(on_hand) FROM inventory_now WHERE sku IN {queries.in_list(segment_skus)}",
+    )
+    shown = [re.search(r"On hand: (-?[\d,]+) tires", s["detail"]) for s in layers["sites"]["data"]]
+    assert sum(int(m.group(1).replace(",", "")) for m in shown if m) == (stock or 0)
