@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from ingest.bench import bench
 from ingest.config import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_DB,
@@ -541,6 +542,9 @@ def user_add(name: str, role: str, secrets_path: Path, password: str) -> None:
     except ValueError as e:
         raise click.BadParameter(str(e)) from e
     click.echo(f"user {name} ({role}) saved in {secrets_path}")
+
+
+cli.add_command(bench)
 
 
 def main() -> None:

@@ -100,13 +100,16 @@ class EventConsumer:
             self.at_end.pop((tp.topic, tp.partition), None)
 
     def consume(self, max_messages: int, timeout_s: float) -> list[Message]:
-        """Up to max_messages data messages: keeps reading while the log has more (a large batch
-        when behind), returns as soon as a read comes back short (low latency when caught up).
+        """Up to max_messages data messages within about timeout_s: keeps reading while the log
+        has more (a large batch when behind), returns as soon as a read comes back short or the
+        time is up (a steady stream is stored every timeout_s, not once the batch is full).
         End-of-partition events update `at_end` and are dropped."""
         data: list[Message] = []
+        deadline = time.monotonic() + timeout_s
         while len(data) < max_messages:
             want = min(CONSUME_CHUNK, max_messages - len(data))
-            messages = self._consumer.consume(num_messages=want, timeout=timeout_s)
+            wait = max(deadline - time.monotonic(), 0.0) if data else timeout_s
+            messages = self._consumer.consume(num_messages=want, timeout=wait)
             for msg in messages:
                 err = msg.error()
                 topic, partition, offset = position(msg)
@@ -120,7 +123,7 @@ class EventConsumer:
                     raise BrokerError(f"Kafka consumer failed on {key[0]}[{key[1]}]: {err.str()}")
                 else:
                     log.warning("Kafka consumer: %s", err.str())
-            if len(messages) < want:
+            if len(messages) < want or time.monotonic() >= deadline:
                 break
         if data:
             self.broker_down = None

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY_S = 30.0
 FUTURE_FOLD_INTERVAL_S = 1.0
+IDLE_CHECKPOINT_INTERVAL_S = 60.0
 
 
 def build_batch(messages: Iterable[Message], families: dict[str, str]) -> Batch:
@@ -200,7 +201,7 @@ class Worker:
         stored = store.stored_offsets()
         dlq = EventProducer(s.kafka)
         down_reported = False
-        last_fold = time.monotonic()
+        last_fold = last_checkpoint = time.monotonic()
         reported_end = False
         while not self.stopping.is_set():
             messages = consumer.consume(s.batch_size, s.batch_timeout_s)
@@ -230,6 +231,9 @@ class Worker:
                     [(t, p, o) for (t, p), o in consumer.at_end.items()], consumer.watermarks()
                 )
                 reported_end = True
+                if time.monotonic() - last_checkpoint >= IDLE_CHECKPOINT_INTERVAL_S:
+                    store.checkpoint()  # caught up: a good moment to fold the WAL in
+                    last_checkpoint = time.monotonic()
                 if s.stop_at_end:
                     log.info("every partition read to its end: stopping (--stop-at-end)")
                     break

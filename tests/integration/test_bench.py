@@ -1,0 +1,99 @@
+"""`tiretrack bench` at a tiny size: every figure is measured, and every target is reported.
+
+Speed is never asserted here: the benchmark reports targets, tests do not fail on time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from ingest.bench import TARGET_TEXTS, bench
+
+pytestmark = pytest.mark.integration
+
+TOP_LEVEL_NUMBERS = (
+    "consume_ceiling_eps",
+    "bulk_load_ceiling_eps",
+    "naive_eps",
+    "ingest_eps",
+    "ingest_vs_bulk_load_ratio",
+    "ingest_vs_naive_ratio",
+    "freshness_ms_p50",
+    "freshness_ms_p95",
+    "freshness_ms_p99",
+    "freshness_ms_p50_at_500",
+    "freshness_ms_p95_at_500",
+    "freshness_ms_p99_at_500",
+    "worker_rss_mb_peak",
+    "db_bytes_per_million_events",
+    "stored_events",
+)
+# Some queries the dashboard runs; the bench finds the others (and those added later) itself.
+EXPECTED_QUERIES = (
+    "trucks",
+    "trucks@as_of",
+    "sites",
+    "lanes",
+    "shipments_now",
+    "inventory_now",
+    "in_transit_now",
+    "shipments_asof_export",
+)
+
+
+def positive(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def test_bench_measures_everything_at_a_tiny_size(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    args = [
+        "--events", "20000", "--naive-events", "500", "--rate", "500",
+        "--freshness-seconds", "3", "--query-runs", "3",
+        "--json", str(out), "--work-dir", str(tmp_path / "work"),
+    ]  # fmt: skip
+    result = CliRunner().invoke(bench, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    results = json.loads(out.read_text())
+
+    for key in TOP_LEVEL_NUMBERS:
+        assert positive(results[key]), f"{key} = {results.get(key)!r}"
+    assert results["stored_events"] >= 19_000  # ~20,000 distinct valid events stored
+    run = results["ingest_runs"][0]
+    assert run["messages"] == results["settings"]["messages_produced"]
+    assert run["messages"] == results["consume_ceiling_messages"]
+    assert results["naive_messages"] == 500
+
+    fresh = results["freshness"][0]
+    assert fresh["rate"] == 500 and fresh["samples"] > 1000
+    assert fresh["p50_ms"] <= fresh["p95_ms"] <= fresh["p99_ms"] <= fresh["max_ms"]
+
+    timings = results["queries"]["20000"]["queries"]
+    assert not [name for name, t in timings.items() if t["error"]], timings
+    for name in EXPECTED_QUERIES:
+        assert name in timings, f"query {name} was not timed"
+    for stat in ("query_ms_p50", "query_ms_p95"):
+        assert set(results[stat]["20000"]) == set(timings)
+        assert all(positive(ms) for ms in results[stat]["20000"].values())
+
+    assert results["machine"]["cores"] >= 1 and positive(results["machine"]["memory_mb"])
+    for package in ("python", "duckdb", "confluent_kafka", "librdkafka"):
+        assert results["versions"][package]
+    assert results["settings"]["events"] == [20000]
+    assert results["settings"]["worker"]["batch_size"] > 0
+
+    names = {t["name"] for t in results["targets"]}
+    assert names == set(TARGET_TEXTS)
+    for target in results["targets"]:
+        assert isinstance(target["met"], bool)
+        assert target["measured"] is None or not math.isnan(target["measured"])
+    for text in TARGET_TEXTS.values():
+        assert text in result.output, f"target {text!r} missing from the table"
+    assert "ingest_eps / bulk_load_ceiling_eps" in result.output
+    assert "ingest_eps / naive_eps" in result.output
