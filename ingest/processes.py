@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ from ingest.errors import TiretrackError
 DASHBOARD_APP = REPO_DIR / "dashboard" / "app.py"
 
 
-def dashboard_command(db_path: Path, host: str, port: int) -> list[str]:
+def dashboard_command(
+    db_path: Path, host: str, port: int, streamlit_args: Sequence[str] = ()
+) -> list[str]:
     """Streamlit in production mode: headless, no file watcher, no telemetry."""
     return [
         sys.executable, "-m", "streamlit", "run", str(DASHBOARD_APP),
@@ -27,6 +30,7 @@ def dashboard_command(db_path: Path, host: str, port: int) -> list[str]:
         "--server.headless", "true",
         "--server.fileWatcherType", "none",
         "--browser.gatherUsageStats", "false",
+        *streamlit_args,
         "--", "--db", str(db_path),
     ]  # fmt: skip
 

@@ -7,8 +7,6 @@ never reaches the browser. Render and download times are measured and printed.""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,29 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import BrowserContext, Locator, Page, WebSocket, sync_playwright
+from playwright.sync_api import BrowserContext, Locator, Page, WebSocket
 
 from dashboard.auth import PAGES
 from dashboard.users import add_user
 from ingest.broker import free_port
-from ingest.processes import wait_http
 from ingest.serve import endpoint_path, token_path
 from tests.browser.dashboard_db import TOLERANCE_MINUTES, DashboardDb, build_dashboard_db
+from tests.browser.harness import chromium, new_page, served_dashboard, stop
 
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ACCOUNTS = {"pat": "planner", "ana": "analyst", "root": "admin"}
 PASSWORDS = {name: f"{name}-browser-pass" for name in ACCOUNTS}
 TIMEOUT_MS = 30_000
@@ -72,15 +59,6 @@ class Served:
     token: str
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     db = build_dashboard_db(tmp_path_factory.mktemp("served") / "network.duckdb")
@@ -111,58 +89,20 @@ def dashboard_url(served: Served, tmp_path_factory: pytest.TempPathFactory) -> I
     secrets = home / "secrets.toml"
     for name, role in ACCOUNTS.items():
         add_user(secrets, name, role, PASSWORDS[name])
-    port = free_port()
-    log = home / "streamlit.log"
-    command = [
-        sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard" / "app.py"),
-        "--server.address", "127.0.0.1", "--server.port", str(port),
-        "--server.headless", "true", "--server.fileWatcherType", "none",
-        "--browser.gatherUsageStats", "false", "--secrets.files", str(secrets),
-        "--", "--db", str(served.db.path),
-    ]  # fmt: skip
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            command,
-            cwd=REPO,
-            env=os.environ | {"TIRETRACK_DB": str(served.db.path)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        assert wait_http(f"{url}/_stcore/health", 60, process), log.read_text()
+    with served_dashboard(served.db.path, home, "--secrets.files", str(secrets)) as url:
         yield url
-    finally:
-        stop(process)
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
-    assert Path(CHROMIUM).exists(), "install Debian's chromium: apt-get install -y chromium"
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=CHROMIUM,
-            args=CHROMIUM_ARGS,
-            headless=True,
-            accept_downloads=True,
-            viewport={"width": 1400, "height": 1000},
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium(tmp_path_factory.mktemp("chromium-profile"), accept_downloads=True) as context:
+        yield context
 
 
 @pytest.fixture
 def page(browser: BrowserContext) -> Iterator[Page]:
-    page = browser.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    try:
-        yield page
-    finally:
-        page.close()
+    with new_page(browser, TIMEOUT_MS) as opened:
+        yield opened
 
 
 def heading(page: Page, text: str) -> Locator:

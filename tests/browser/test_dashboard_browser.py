@@ -8,39 +8,21 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import BrowserContext, Page, sync_playwright
+from playwright.sync_api import BrowserContext, Page
 
 from dashboard import theme
-from ingest.broker import free_port
-from ingest.processes import wait_http
 from tests import oracle
 from tests.browser.dashboard_db import DashboardDb, build_dashboard_db
+from tests.browser.harness import chromium, new_page, served_dashboard
 
 pytestmark = pytest.mark.browser
 
-REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 MAP = ".stDeckGlJsonChart"
 
 
@@ -53,62 +35,20 @@ def network_db(tmp_path_factory: pytest.TempPathFactory) -> DashboardDb:
 def dashboard_url(
     network_db: DashboardDb, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """`streamlit run dashboard/app.py -- --db PATH` from the repository root, as the CLI does."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
-    command = [
-        sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard" / "app.py"),
-        "--server.address", "127.0.0.1", "--server.port", str(port),
-        "--server.headless", "true", "--server.fileWatcherType", "none",
-        "--browser.gatherUsageStats", "false",
-        "--", "--db", str(network_db.path),
-    ]  # fmt: skip
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            command,
-            cwd=REPO,
-            env=os.environ | {"TIRETRACK_DB": str(network_db.path)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        assert wait_http(f"{url}/_stcore/health", 60, process), log.read_text()
+    with served_dashboard(network_db.path, tmp_path_factory.mktemp("streamlit")) as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
-    assert Path(CHROMIUM).exists(), "install Debian's chromium: apt-get install -y chromium"
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=CHROMIUM,
-            args=CHROMIUM_ARGS,
-            headless=True,
-            viewport={"width": 1400, "height": 1000},
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
+        yield context
 
 
 @pytest.fixture
 def page(browser: BrowserContext) -> Iterator[Page]:
-    page = browser.new_page()
-    try:
-        yield page
-    finally:
-        page.close()  # one live map at a time: it costs a core
+    with new_page(browser) as opened:
+        yield opened
 
 
 def colour_shares(png: bytes) -> dict[str, float]:

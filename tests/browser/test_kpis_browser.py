@@ -6,31 +6,24 @@ render time is measured and printed."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
-from playwright.sync_api import BrowserContext, Page, sync_playwright
+from playwright.sync_api import BrowserContext, Page
 
 from dashboard import flows, kpi_queries
 from dashboard.filters import Filters
-from ingest.broker import free_port
 from ingest.database import configure
-from ingest.processes import wait_http
 from tests import oracle
 from tests.browser.dashboard_db import TOLERANCE_MINUTES, DashboardDb, build_dashboard_db
-from tests.browser.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.harness import chromium, new_page, served_dashboard
 
 pytestmark = pytest.mark.browser
 
-REPO = Path(__file__).resolve().parents[2]
 PERIOD = kpi_queries.PERIOD_BY_KEY["5m"]
 MEASURED = re.compile(r"up to (\d{2} \w{3} \d{2}:\d{2}:\d{2}) UTC")
 
@@ -44,62 +37,21 @@ def network_db(tmp_path_factory: pytest.TempPathFactory) -> DashboardDb:
 def dashboard_url(
     network_db: DashboardDb, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """`streamlit run dashboard/app.py -- --db PATH` from the repository root, as the CLI does."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("kpi-streamlit") / "streamlit.log"
-    command = [
-        sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard" / "app.py"),
-        "--server.address", "127.0.0.1", "--server.port", str(port),
-        "--server.headless", "true", "--server.fileWatcherType", "none",
-        "--browser.gatherUsageStats", "false",
-        "--", "--db", str(network_db.path),
-    ]  # fmt: skip
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            command,
-            cwd=REPO,
-            env=os.environ | {"TIRETRACK_DB": str(network_db.path)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        assert wait_http(f"{url}/_stcore/health", 60, process), log.read_text()
+    with served_dashboard(network_db.path, tmp_path_factory.mktemp("kpi-streamlit")) as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
-    assert Path(CHROMIUM).exists(), "install Debian's chromium: apt-get install -y chromium"
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("kpi-chromium-profile")),
-            executable_path=CHROMIUM,
-            args=CHROMIUM_ARGS,
-            headless=True,
-            viewport={"width": 1440, "height": 900},  # a laptop screen
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    profile = tmp_path_factory.mktemp("kpi-chromium-profile")
+    with chromium(profile, viewport={"width": 1440, "height": 900}) as context:  # a laptop
+        yield context
 
 
 @pytest.fixture
 def page(browser: BrowserContext) -> Iterator[Page]:
-    page = browser.new_page()
-    try:
-        yield page
-    finally:
-        page.close()
+    with new_page(browser) as opened:
+        yield opened
 
 
 def measured_at(caption: str, year: int) -> dt.datetime:
