@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from dashboard import queries, theme
+from dashboard import kpi_queries, queries, theme
 from dashboard.filters import Filters
 from dashboard.formatting import age, clock, duration, escape_markdown
 
@@ -94,6 +94,21 @@ def status_legend() -> None:
     """The delivery-status palette with what each colour means."""
     parts = [f"{s.marker}: {s.meaning}" for s in theme.DELIVERY_STATUSES]
     st.caption("  \n".join(parts))
+
+
+def period_control(label: str, key: str, help_text: str) -> kpi_queries.Period:
+    """A "Last N" period picker kept in the URL under `key` (KPIs, inventory flows)."""
+    chosen = st.segmented_control(
+        label,
+        [p.key for p in kpi_queries.PERIODS],
+        default=kpi_queries.DEFAULT_PERIOD.key,
+        format_func=lambda k: f"Last {kpi_queries.PERIOD_BY_KEY[k].label}",
+        key=key,
+        required=True,
+        bind="query-params",
+        help=help_text,
+    )
+    return kpi_queries.PERIOD_BY_KEY.get(str(chosen), kpi_queries.DEFAULT_PERIOD)
 
 
 def empty_state(text: str) -> None:

@@ -17,20 +17,6 @@ from ingest.network import Network
 MEASURED_AT_KEY = "inventory_measured_at"  # T of the numbers shown (read by tests)
 
 
-def choose_window() -> Period:
-    key = st.segmented_control(
-        "Window",
-        [p.key for p in kpi_queries.PERIODS],
-        default=kpi_queries.DEFAULT_PERIOD.key,
-        format_func=lambda k: f"Last {kpi_queries.PERIOD_BY_KEY[k].label}",
-        key="window",
-        required=True,
-        bind="query-params",
-        help="The span of the flows and of the stock history, ending now.",
-    )
-    return kpi_queries.PERIOD_BY_KEY.get(str(key), kpi_queries.DEFAULT_PERIOD)
-
-
 def flow_section(filters: Filters, window: Period, as_of: dt.datetime) -> None:
     st.subheader("Flows: plant → distribution centre → distributor")
     key = st.segmented_control(
@@ -310,7 +296,9 @@ def cover_section(filters: Filters, as_of: dt.datetime) -> None:
 
 st.title("Inventory flows")
 filters = inventory_queries.site_filters(components.current_filters())
-window = choose_window()
+window = components.period_control(
+    "Window", "window", "The span of the flows and of the stock history, ending now."
+)
 try:
     as_of = kpi_queries.measured_at(queries.freshness().checked_at)
     st.session_state[MEASURED_AT_KEY] = as_of

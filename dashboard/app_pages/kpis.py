@@ -17,20 +17,6 @@ from dashboard.kpi_queries import Period
 MEASURED_AT_KEY = "kpi_measured_at"  # T of the numbers shown (read by tests, kept for reuse)
 
 
-def choose_period() -> Period:
-    key = st.segmented_control(
-        "Period",
-        [p.key for p in kpi_queries.PERIODS],
-        default=kpi_queries.DEFAULT_PERIOD.key,
-        format_func=lambda k: f"Last {kpi_queries.PERIOD_BY_KEY[k].label}",
-        key="period",
-        required=True,
-        bind="query-params",
-        help="Shipments count in a period by their planned arrival; see the definitions below.",
-    )
-    return kpi_queries.PERIOD_BY_KEY.get(str(key), kpi_queries.DEFAULT_PERIOD)
-
-
 def headline(filters: Filters, period: Period, as_of: dt.datetime) -> pd.Series:
     kpis = kpi_queries.period_kpis(filters, period, as_of).set_index("period")
     now, before = kpis.loc["current"], kpis.loc["previous"]
@@ -281,7 +267,11 @@ def scorecard(filters: Filters, period: Period, as_of: dt.datetime) -> None:
 
 st.title("KPIs")
 filters = components.current_filters()
-period = choose_period()
+period = components.period_control(
+    "Period",
+    "period",
+    "Shipments count in a period by their planned arrival; see the definitions below.",
+)
 try:
     as_of = kpi_queries.measured_at(queries.freshness().checked_at)
     st.session_state[MEASURED_AT_KEY] = as_of

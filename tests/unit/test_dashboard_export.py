@@ -22,6 +22,7 @@ from streamlit.testing.v1 import AppTest
 from ingest.export import export_snapshot
 from ingest.network import load_network
 from ingest.readers import open_reader
+from tests.apptest import assert_clean
 from tests.browser.dashboard_db import TOLERANCE_MINUTES, DashboardDb, build_dashboard_db
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,11 +66,6 @@ def export_page(
         return at
 
     yield run
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 def downloaded(at: AppTest, key: str) -> bytes:

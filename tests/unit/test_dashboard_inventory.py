@@ -4,8 +4,9 @@ computed independently, flows and in-transit figures, and the page under AppTest
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard import flows, inventory_queries, kpi_queries, theme
-from dashboard.components import FILTERS_KEY
 from dashboard.filters import Filters
 from ingest.database import timestamp_literal
 from tests import oracle
+from tests.apptest import assert_clean, run_page
 from tests.browser.dashboard_db import DashboardDb, build_dashboard_db, store_events
 from tests.unit.test_dashboard_kpis import (
     DC,
@@ -291,22 +292,9 @@ def network_db(tmp_path_factory: pytest.TempPathFactory) -> DashboardDb:
 
 
 @pytest.fixture
-def open_page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., AppTest]]:
-    def run(db_path: Path, filters: Filters | None = None, **query: str) -> AppTest:
-        monkeypatch.setenv("TIRETRACK_DB", str(db_path))
-        page = AppTest.from_file(str(INVENTORY_PAGE), default_timeout=60)
-        page.query_params.update(query)
-        if filters is not None:
-            page.session_state[FILTERS_KEY] = filters
-        page.run()
-        return page
-
-    yield run
-
-
-def assert_clean(page: AppTest) -> None:
-    assert not page.exception, [e.value for e in page.exception]
-    assert not page.error, [e.value for e in page.error]
+def open_page(monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
+    """Run the page on its own against a database, with URL parameters and filters."""
+    return functools.partial(run_page, monkeypatch, INVENTORY_PAGE)
 
 
 def tiles(page: AppTest) -> dict[str, str]:

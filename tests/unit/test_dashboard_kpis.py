@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard import flows, kpi_queries, theme
-from dashboard.components import FILTERS_KEY
 from dashboard.filters import Filters
 from ingest.database import configure
 from ingest.network import load_network
 from tests import oracle
+from tests.apptest import assert_clean, run_page
 from tests.browser.dashboard_db import (
     TOLERANCE_MINUTES,
     DashboardDb,
@@ -384,24 +385,9 @@ def network_db(tmp_path_factory: pytest.TempPathFactory) -> DashboardDb:
 
 
 @pytest.fixture
-def open_page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., AppTest]]:
-    """Run the KPI page on its own against a database, with URL parameters and filters."""
-
-    def run(db_path: Path, filters: Filters | None = None, **query: str) -> AppTest:
-        monkeypatch.setenv("TIRETRACK_DB", str(db_path))
-        page = AppTest.from_file(str(KPI_PAGE), default_timeout=60)
-        page.query_params.update(query)
-        if filters is not None:
-            page.session_state[FILTERS_KEY] = filters
-        page.run()
-        return page
-
-    yield run
-
-
-def assert_clean(page: AppTest) -> None:
-    assert not page.exception, [e.value for e in page.exception]
-    assert not page.error, [e.value for e in page.error]
+def open_page(monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
+    """Run the page on its own against a database, with URL parameters and filters."""
+    return functools.partial(run_page, monkeypatch, KPI_PAGE)
 
 
 def tiles(page: AppTest) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from dashboard.formatting import escape_markdown
 from ingest.network import DATA_DIR, load_network
 from ingest.store import Batch, DeadLetter, Store
 from tests import oracle
+from tests.apptest import assert_clean
 from tests.browser.dashboard_db import (
     TOLERANCE_MINUTES,
     DashboardDb,
@@ -59,11 +60,6 @@ def open_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., AppTest]
         return at
 
     yield run
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 def deck_layers(at: AppTest) -> dict[str, dict[str, Any]]:
