@@ -371,15 +371,12 @@ class Store:
             self.con.execute(statement)
 
     def _flag_unknown_references(self, now: dt.datetime) -> int:
+        """Record references to unknown sites, SKUs or carriers; returns how many."""
         (count,) = self.con.execute(
-            "SELECT count(*) FROM (" + sql_file("unknown_references.sql") + ")"
+            'INSERT INTO data_quality_issues SELECT event_id, event_type, field, "value", ? '
+            "FROM (" + sql_file("unknown_references.sql") + ")",
+            [now],
         ).fetchone() or (0,)
-        if count:
-            self.con.execute(
-                'INSERT INTO data_quality_issues SELECT event_id, event_type, field, "value", ? '
-                "FROM (" + sql_file("unknown_references.sql") + ")",
-                [now],
-            )
         return int(count)
 
     def _store_offsets(self, next_offsets: dict[tuple[str, int], int], now: dt.datetime) -> None:

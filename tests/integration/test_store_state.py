@@ -64,6 +64,11 @@ def test_as_of_state_matches_oracle(tmp_path: Path, scenario: Scenario) -> None:
     assert duplicates == scenario.duplicates
     assert accepted + duplicates + rejected == len(scenario.messages)
     con = store.con
+    # No reference data loaded here: every reference is unknown, flagged once and counted.
+    flagged, counted = con.execute(
+        "SELECT (SELECT count(*) FROM data_quality_issues), unknown_references FROM ingest_stats"
+    ).fetchone()
+    assert flagged == counted > 0
     for t in scenario.as_of_times:
         got = store_rows(con, "shipments", t)
         assert_same_rows(got, oracle.derive_shipments(scenario.accepted, t), f"shipments at {t}")
