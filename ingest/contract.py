@@ -18,7 +18,9 @@ Choices where the contract is silent or where storage imposes a limit:
 
 from __future__ import annotations
 
+import operator
 import re
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal, get_args
 
@@ -380,3 +382,37 @@ def to_row(event: Event) -> tuple[Any, ...]:
     if lines is not None:
         row[_LINES_COLUMN] = [{"sku": line.sku, "quantity": line.quantity} for line in lines]
     return tuple(row)
+
+
+# Per event class: the columns it fills and one C-level getter returning them as a tuple.
+_COLUMN_GETTERS: Final[dict[type[Event], tuple[tuple[int, ...], Callable[[Event], Any]]]] = {
+    cls: (
+        tuple(i for i, a in enumerate(attributes) if a is not None),
+        operator.attrgetter(*(a for a in attributes if a is not None)),
+    )
+    for cls, attributes in _ROW_ATTRIBUTES.items()
+}
+
+
+def to_columns(events: Sequence[Event]) -> Iterator[tuple[list[int], list[Sequence[Any] | None]]]:
+    """Events grouped by class, as columns: (indexes into `events`, one sequence per
+    EVENT_COLUMNS entry or None where the class has no such field).
+
+    Column-wise, because building a tuple per event and transposing cost more than validating
+    it; lines become `(sku, quantity)` tuples.
+    """
+    groups: dict[type[Event], list[int]] = {}
+    for i, event in enumerate(events):
+        groups.setdefault(type(event), []).append(i)
+    for cls, indexes in groups.items():
+        filled, getter = _COLUMN_GETTERS[cls]
+        columns: list[Sequence[Any] | None] = [None] * len(EVENT_COLUMNS)
+        values = zip(*map(getter, (events[i] for i in indexes)), strict=True)
+        for column, sequence in zip(filled, values, strict=True):
+            if column == _LINES_COLUMN:
+                sequence = tuple(
+                    None if lines is None else [(line.sku, line.quantity) for line in lines]
+                    for lines in sequence
+                )
+            columns[column] = sequence
+        yield indexes, columns

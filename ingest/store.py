@@ -11,8 +11,9 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from ingest.contract import EVENT_COLUMNS
+from ingest.contract import EVENT_COLUMNS, Event, to_columns
 from ingest.database import (
     connect_file,
     load_extensions,
@@ -47,7 +48,12 @@ _EVENT_TYPES: dict[str, pa.DataType] = {
 }
 EVENT_SCHEMA = pa.schema(
     [(name, _EVENT_TYPES.get(name, pa.string())) for name in EVENT_COLUMNS]
-    + [("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64())]
+    + [
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("ingested_at", _TS),
+    ]
 )
 DEAD_LETTER_SCHEMA = pa.schema(
     [
@@ -84,13 +90,18 @@ class DeadLetter:
 class Batch:
     """What one consume round produced, ready to be stored in one transaction."""
 
-    rows: list[tuple] = field(default_factory=list)  # EVENT_COLUMNS + topic, partition, offset
+    events: list[Event] = field(default_factory=list)  # valid, first of their id in the batch
+    positions: list[tuple[str, int, int]] = field(default_factory=list)  # topic, partition, offset
     dead_letters: list[DeadLetter] = field(default_factory=list)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     first_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     broker_resets: int = 0  # partitions whose offsets went back (the broker lost its data)
     messages: int = 0
     in_batch_duplicates: int = 0
+
+    def add(self, event: Event, topic: str, partition: int, offset: int) -> None:
+        self.events.append(event)
+        self.positions.append((topic, partition, offset))
 
 
 @dataclass(frozen=True)
@@ -164,6 +175,27 @@ def _tables(rows: Sequence[tuple], schema: pa.Schema) -> pa.Table:
         [pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)],
         schema=schema,
     )
+
+
+def events_table(batch: Batch, ingested_at: dt.datetime) -> pa.Table:
+    """The batch's events as an Arrow table in the events table's layout (row order by event
+    class: nothing downstream depends on it)."""
+    parts = []
+    for indexes, columns in to_columns(batch.events):
+        n = len(indexes)
+        topics, partitions, offsets = zip(*(batch.positions[i] for i in indexes), strict=True)
+        arrays = [
+            pa.nulls(n, f.type) if column is None else pa.array(column, type=f.type)
+            for column, f in zip(columns, EVENT_SCHEMA, strict=False)  # the event's columns
+        ]
+        arrays += [
+            pa.array(topics, type=pa.string()),
+            pa.array(partitions, type=pa.int32()),
+            pa.array(offsets, type=pa.int64()),
+            pa.array([ingested_at] * n, type=_TS),
+        ]
+        parts.append(pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA))
+    return pa.concat_tables(parts) if parts else EVENT_SCHEMA.empty_table()
 
 
 class Store:
@@ -251,10 +283,7 @@ class Store:
     def apply_batch(self, batch: Batch, now: dt.datetime) -> BatchResult:
         """Store a batch atomically: events, dead letters, derived state, offsets, counters."""
         con = self.con
-        incoming = _tables(batch.rows, EVENT_SCHEMA)
-        incoming = incoming.append_column(
-            "ingested_at", pa.array([now] * incoming.num_rows, type=_TS)
-        )
+        incoming = events_table(batch, now)
         dead = _tables(
             [
                 (d.topic, d.partition, d.offset, d.reason, now, d.key, d.value)
@@ -270,7 +299,7 @@ class Store:
             con.execute("ROLLBACK")
             raise
         finally:
-            for name in ("incoming", "dead", "new_events"):
+            for name in ("incoming", "dead", "new_events", "apply_events", "batch_offsets"):
                 con.unregister(name)
         return result
 
@@ -280,52 +309,39 @@ class Store:
         con = self.con
         con.register("incoming", incoming)
         con.register("dead", dead)
-        new_events = con.execute(
-            "INSERT INTO events SELECT * FROM incoming ON CONFLICT DO NOTHING RETURNING *"
+        # Only the keys come back: the batch is already in memory, and its ids are unique
+        # (build_batch drops repeats), so an id returned is exactly one new event.
+        inserted = con.execute(
+            "INSERT INTO events SELECT * FROM incoming ON CONFLICT DO NOTHING RETURNING event_id"
         ).to_arrow_table()
-        con.register("new_events", new_events)
-        accepted = new_events.num_rows
+        accepted = inserted.num_rows
+        new_events = (
+            incoming
+            if accepted == incoming.num_rows
+            else incoming.filter(pc.is_in(incoming["event_id"], value_set=inserted["event_id"]))
+        )
         duplicates = incoming.num_rows - accepted + batch.in_batch_duplicates
+        con.register("new_events", new_events)
 
         con.execute(
             'INSERT INTO dead_letters SELECT topic, "partition", "offset", reason, '
             'received_at, "key", "value" FROM dead'
         )
         unknown = self._flag_unknown_references(now)
-
-        # Events stamped later than now wait in future_events until their time comes.
-        con.execute(
-            "INSERT INTO future_events SELECT event_id, occurred_at FROM new_events "
-            "WHERE occurred_at > ?",
-            [now],
-        )
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE apply_events AS "
-            "SELECT * FROM new_events WHERE occurred_at <= ?",
-            [now],
-        )
-        (matured,) = con.execute(
-            "SELECT count(*) FROM future_events WHERE occurred_at <= ?", [now]
-        ).fetchone() or (0,)
-        if matured:
-            con.execute(
-                "INSERT INTO apply_events SELECT * FROM events WHERE event_id IN "
-                "(SELECT event_id FROM future_events WHERE occurred_at <= ?)",
-                [now],
-            )
-            con.execute("DELETE FROM future_events WHERE occurred_at <= ?", [now])
+        apply_events = self._events_due(new_events, now)
+        con.register("apply_events", apply_events)
 
         out_of_order = self._count_out_of_order()
         self._fold_shipments()
         self._fold_inventory()
         self._store_offsets(batch.next_offsets, now)
+        last_event_at = pc.max(apply_events["occurred_at"]).as_py()
         con.execute(
             "UPDATE ingest_stats SET messages = messages + ?, accepted = accepted + ?, "
             "duplicates = duplicates + ?, rejected = rejected + ?, "
             "out_of_order = out_of_order + ?, unknown_references = unknown_references + ?, "
             "batches = batches + 1, last_batch_at = ?, broker_resets = broker_resets + ?, "
-            "last_event_at = greatest(last_event_at, "
-            "(SELECT max(occurred_at) FROM apply_events)) WHERE id = 1",
+            "last_event_at = greatest(last_event_at, ?) WHERE id = 1",
             [
                 batch.messages,
                 accepted,
@@ -335,10 +351,37 @@ class Store:
                 unknown,
                 now,
                 batch.broker_resets,
+                last_event_at,
             ],
         )
-        con.execute("DROP TABLE IF EXISTS apply_events")
         return BatchResult(accepted, duplicates, dead.num_rows, out_of_order, unknown)
+
+    def _events_due(self, new_events: pa.Table, now: dt.datetime) -> pa.Table:
+        """The events to fold into the live state now: the batch's new events up to `now`, plus
+        earlier ones stamped in the future whose time has come. Later ones wait in
+        future_events."""
+        con = self.con
+        future = pc.greater(new_events["occurred_at"], pa.scalar(now, type=_TS))
+        if pc.any(future).as_py():
+            later = new_events.filter(future).select(["event_id", "occurred_at"])
+            con.register("later", later)
+            try:
+                con.execute("INSERT INTO future_events SELECT * FROM later")
+            finally:
+                con.unregister("later")
+            new_events = new_events.filter(pc.invert(future))
+        (matured,) = con.execute(
+            "SELECT count(*) FROM future_events WHERE occurred_at <= ?", [now]
+        ).fetchone() or (0,)
+        if not matured:
+            return new_events
+        due = con.execute(
+            "SELECT * FROM events WHERE event_id IN "
+            "(SELECT event_id FROM future_events WHERE occurred_at <= ?)",
+            [now],
+        ).to_arrow_table()
+        con.execute("DELETE FROM future_events WHERE occurred_at <= ?", [now])
+        return pa.concat_tables([new_events, due.cast(EVENT_SCHEMA)])
 
     def _count_out_of_order(self) -> int:
         """Events older than the newest event already applied for the same shipment or site."""
@@ -380,16 +423,28 @@ class Store:
         return int(count)
 
     def _store_offsets(self, next_offsets: dict[tuple[str, int], int], now: dt.datetime) -> None:
-        for (topic, partition), offset in next_offsets.items():
-            self.con.execute(
-                "INSERT INTO kafka_offsets VALUES (?, ?, ?, NULL, NULL, ?) "
-                'ON CONFLICT (topic, "partition") DO UPDATE SET '
-                # Plain overwrite: offsets only move back when the broker lost its data, and
-                # then the new, lower positions are the truth.
-                "next_offset = excluded.next_offset, "
-                "at_end_since = NULL, updated_at = excluded.updated_at",
-                [topic, partition, offset, now],
-            )
+        if not next_offsets:
+            return
+        (topics, partitions), offsets = zip(*next_offsets, strict=True), next_offsets.values()
+        self.con.register(
+            "batch_offsets",
+            pa.table(
+                {
+                    "topic": pa.array(topics, type=pa.string()),
+                    "partition": pa.array(partitions, type=pa.int32()),
+                    "next_offset": pa.array(offsets, type=pa.int64()),
+                }
+            ),
+        )
+        self.con.execute(
+            'INSERT INTO kafka_offsets SELECT topic, "partition", next_offset, NULL, NULL, ? '
+            'FROM batch_offsets ON CONFLICT (topic, "partition") DO UPDATE SET '
+            # Plain overwrite: offsets only move back when the broker lost its data, and then
+            # the new, lower positions are the truth.
+            "next_offset = excluded.next_offset, "
+            "at_end_since = NULL, updated_at = excluded.updated_at",
+            [now],
+        )
 
     def fold_due_future_events(self, now: dt.datetime) -> bool:
         """Fold events whose time has come while no messages arrive; True if there were any."""

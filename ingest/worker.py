@@ -15,7 +15,7 @@ from confluent_kafka import Message
 
 from ingest.config import DLQ_SUFFIX, IngestSettings, KafkaSettings
 from ingest.consumer import EventConsumer, position
-from ingest.contract import INVENTORY, SHIPMENTS, Rejected, to_row, validate
+from ingest.contract import INVENTORY, SHIPMENTS, Rejected, validate
 from ingest.errors import BrokerError
 from ingest.kafka import EventProducer, ensure_topics, topic_ids
 from ingest.network import DATA_DIR, load_network
@@ -55,7 +55,7 @@ def build_batch(messages: Iterable[Message], families: dict[str, str]) -> Batch:
             batch.in_batch_duplicates += 1
             continue
         seen.add(event.event_id)
-        batch.rows.append((*to_row(event), topic, partition, offset))
+        batch.add(event, topic, partition, offset)
     return batch
 
 

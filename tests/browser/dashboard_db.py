@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ingest.contract import INVENTORY, SHIPMENTS, Rejected, to_row, validate
+from ingest.contract import INVENTORY, SHIPMENTS, Rejected, validate
 from ingest.network import DATA_DIR, load_network
 from ingest.simulator import SimulationSettings, simulate
 from ingest.store import Batch, DeadLetter, Store
@@ -95,7 +95,7 @@ def build_dashboard_db(
                     batch.in_batch_duplicates += 1
                 else:
                     seen.add(event.event_id)
-                    batch.rows.append((*to_row(event), topic, partition, offset))
+                    batch.add(event, topic, partition, offset)
             if batch.messages >= batch_size:
                 _apply(store, batch, totals)
                 batch, seen = Batch(), set()
@@ -128,7 +128,7 @@ def store_events(
             shipment = str(event["event_type"]).startswith("shipment.")
             topic = "shipment-events" if shipment else "inventory-events"
             parsed = validate(SHIPMENTS if shipment else INVENTORY, json.dumps(event).encode())
-            batch.rows.append((*to_row(parsed), topic, 0, offset))
+            batch.add(parsed, topic, 0, offset)
             batch.messages += 1
             batch.next_offsets[(topic, 0)] = offset + 1
         store.apply_batch(batch, dt.datetime.now(dt.UTC))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.contract import Rejected, to_row, validate
+from ingest.contract import Rejected, validate
 from ingest.readers import open_reader
 from ingest.store import Batch, DeadLetter, Store
 from tests import oracle
@@ -43,7 +43,7 @@ def load(store: Store, scenario: Scenario, seed: int, now: dt.datetime) -> tuple
                 batch.in_batch_duplicates += 1
                 continue
             seen.add(event.event_id)
-            batch.rows.append((*to_row(event), topic, 0, offset))
+            batch.add(event, topic, 0, offset)
         result = store.apply_batch(batch, now)
         accepted += result.accepted
         duplicates += result.duplicates

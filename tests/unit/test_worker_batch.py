@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import orjson
 
-from ingest.contract import EVENT_COLUMNS
+from ingest.contract import EVENT_COLUMNS, to_row, validate
+from ingest.network import DATA_DIR, load_network
+from ingest.simulator import SimulationSettings, simulate
+from ingest.store import Batch, events_table
 from ingest.worker import build_batch, dead_letter_headers
 
 
@@ -55,8 +59,8 @@ def test_rows_dead_letters_duplicates_and_offsets() -> None:
     ]
     batch = build_batch(messages, families)  # type: ignore[arg-type]
     assert batch.messages == 5
-    assert len(batch.rows) == 1
-    row = dict(zip((*EVENT_COLUMNS, "topic", "partition", "offset"), batch.rows[0], strict=True))
+    assert len(batch.events) == 1
+    (row,) = events_table(batch, dt.datetime(2026, 1, 1, tzinfo=dt.UTC)).to_pylist()
     assert (row["event_id"], row["topic"], row["partition"], row["offset"]) == ("e1", "ship", 0, 10)
     assert batch.in_batch_duplicates == 1
     assert [(d.topic, d.offset) for d in batch.dead_letters] == [
@@ -69,3 +73,21 @@ def test_rows_dead_letters_duplicates_and_offsets() -> None:
     headers = dict(dead_letter_headers(batch.dead_letters[0]))
     assert headers["dlq.topic"] == b"ship" and headers["dlq.offset"] == b"11"
     assert headers["dlq.partition"] == b"0" and headers["dlq.reason"].startswith(b"invalid JSON")
+
+
+def test_events_table_holds_the_same_values_as_one_row_per_event() -> None:
+    """The column-wise Arrow build (the hot path) against the plain per-event mapping."""
+    start = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+    settings = SimulationSettings(seed=3, rate=50, time_scale=3600, start=start, max_events=6000)
+    batch = Batch()
+    for offset, message in enumerate(simulate(settings, load_network(DATA_DIR))):
+        batch.add(validate(message.family, message.value), message.family, offset % 3, offset)
+    ingested_at = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
+    table = events_table(batch, ingested_at)
+    assert len({type(e) for e in batch.events}) == 10  # every class of the contract is covered
+    expected = []
+    for event, (topic, partition, offset) in zip(batch.events, batch.positions, strict=True):
+        row = dict(zip(EVENT_COLUMNS, to_row(event), strict=True))
+        expected.append(row | {"topic": topic, "partition": partition, "offset": offset,
+                               "ingested_at": ingested_at})  # fmt: skip
+    assert sorted(table.to_pylist(), key=lambda r: r["offset"]) == expected
