@@ -138,7 +138,9 @@ if access.configured and (identity is None or identity.role is None):
     # Nobody signed in (or no role): the login form is all there is, and no data is read.
     st.navigation(login_pages(), position="hidden").run()
 else:
-    navigation = st.navigation(visible_pages(identity.role if identity else None))
+    role = identity.role if identity else None
+    navigation = st.navigation(visible_pages(role))
+    st.session_state[components.NAV_PAGES_KEY] = tuple(p.path for p in auth.pages_for(role))
     st.session_state[components.FILTERS_KEY] = sidebar_filters(queries.options())
     sidebar_footer(identity)
     if components.check_worker():

@@ -54,6 +54,7 @@ class PageSpec:
 PAGES = (
     PageSpec("app_pages/live_map.py", "Live map", "🗺️", ALL_ROLES, default=True),
     PageSpec("app_pages/delays.py", "Delays & exceptions", "⏱️", READERS | {"planner"}),
+    PageSpec("app_pages/alerts.py", "Alerts", "🔔", READERS | {"planner"}),
     PageSpec("app_pages/inventory.py", "Inventory flows", "📦", ALL_ROLES),
     PageSpec("app_pages/kpis.py", "KPIs", "📈", READERS | {"manager"}),
     PageSpec("app_pages/pipeline_health.py", "Pipeline health", "🩺", READERS | {"planner"}),
@@ -64,6 +65,11 @@ PAGES = (
 def pages_for(role: str | None) -> list[PageSpec]:
     """The pages a role sees; every page for None (the open demo, nobody to sign in)."""
     return [p for p in PAGES if role is None or role in p.roles]
+
+
+# Who may acknowledge alerts; analysts see the Alerts page read-only. Nobody can in the open
+# demo: an acknowledgement records who made it.
+ACK_ROLES = frozenset({"planner", "admin"})
 
 
 SESSION_USER = "auth_user"  # session-state key: the signed-in local user's name
@@ -102,6 +108,15 @@ def current_identity(config: AuthSettings) -> Identity | None:
             role = role_for_email(config.email_roles, email, info.get("email_verified"))
             return Identity(str(email or info.get("name") or "unknown user"), role, "oidc")
     return None
+
+
+def acknowledger(identity: Identity | None) -> str | None:
+    """The name an acknowledgement is signed with; None when this identity may not acknowledge.
+    Pages call it with `current_identity` of the same run, when the action arrives: what the
+    browser showed or sent never decides."""
+    if identity is None or identity.role not in ACK_ROLES:
+        return None
+    return identity.name
 
 
 def log_out(identity: Identity) -> None:

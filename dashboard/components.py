@@ -1,4 +1,5 @@
-"""UI pieces every page shares: the freshness banner, the "unreachable" message, the legend."""
+"""UI pieces every page shares: the freshness banner, the "unreachable" message, the legend,
+the alerts panel."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from dashboard import kpi_queries, queries, theme
+from dashboard import alert_queries, kpi_queries, queries, theme
 from dashboard.filters import Filters
-from dashboard.formatting import age, clock, duration, escape_markdown
+from dashboard.formatting import age, clock, duration, escape_markdown, number
 
 STALE_AFTER = dt.timedelta(seconds=30)  # no batch stored for this long: the data is stale
 REACHABLE_KEY = "worker_reachable"
 FILTERS_KEY = "filters"
+NAV_PAGES_KEY = "nav_pages"  # app.py: paths of the pages this session's navigation holds
+ALERTS_PAGE = "app_pages/alerts.py"
 
 
 def current_filters() -> Filters:
@@ -151,3 +154,32 @@ def map_legend() -> None:
         for title, items in groups
     )
     st.html(f'<div style="font-family:inherit;font-size:0.85rem;line-height:2">{body}</div>')
+
+
+@st.fragment(run_every=queries.REFRESH_SECONDS)
+def alerts_panel() -> None:
+    """Open alerts by severity under the sidebar's filters, with a link to the Alerts page;
+    nothing for a role without that page, or for a database from before alerts."""
+    pages = st.session_state.get(NAV_PAGES_KEY)
+    if pages is not None and ALERTS_PAGE not in pages:
+        return
+    try:
+        if not alert_queries.alerts_available():
+            return
+        counts = alert_queries.open_counts(current_filters())
+    except queries.DataUnavailable:
+        return  # the freshness banner already says so
+    total = sum(c.alerts for c in counts)
+    badges = " ".join(
+        f":{theme.SEVERITY_COLOR_NAME[c.severity]}-badge[{number(c.alerts)} {c.severity}]"
+        for c in counts
+    )
+    waiting = sum(c.unacknowledged for c in counts)
+    text, link = st.columns([4, 1], vertical_alignment="center")
+    text.markdown(
+        f"🔔 **{number(total)} open alert{'' if total == 1 else 's'}** {badges}"
+        + (f" · {number(waiting)} not acknowledged" if total else ""),
+        help="Open alerts for the sidebar's filters, by severity.",
+    )
+    if pages is not None:  # a page run on its own (tests) has no navigation to link into
+        link.page_link(ALERTS_PAGE, label="Alerts page", icon="➡️")

@@ -24,7 +24,13 @@ from dashboard.queries import (
     site_condition,
     sku_condition,
 )
-from ingest.database import number_literal, string_literal, timestamp_literal
+from ingest.database import (
+    number_literal,
+    render,
+    sql_file,
+    string_literal,
+    timestamp_literal,
+)
 
 
 @dataclass(frozen=True)
@@ -201,60 +207,21 @@ def days_of_supply_sql(
     distributor choose the distributors, segment and SKU the SKUs; plant, carrier and mode do
     not apply: cover counts every tire on its way, wherever it comes from and whoever carries it.
     """
-    t = timestamp_literal(as_of)
-    since = timestamp_literal(as_of - sales_window.length)
-    window_s = sales_window.length.total_seconds()
     sites = Filters(region=filters.region, distributor=filters.distributor)
-    return f"""WITH distributors AS (
-    SELECT site_id, name, city, country, region FROM ref_sites AS r
-    WHERE kind = 'distributor' AND {site_condition(sites, "r")}
-),
-stock AS (
-    SELECT site_id, sku, on_hand FROM inventory_now
-    WHERE site_id IN (SELECT site_id FROM distributors)
-),
-transit AS (
-    SELECT destination_site_id AS site_id, sku, sum(in_transit)::BIGINT AS in_transit
-    FROM in_transit_now
-    WHERE destination_site_id IN (SELECT site_id FROM distributors)
-    GROUP BY destination_site_id, sku
-),
-sales AS (
-    SELECT site_id, sku, (-sum(delta))::BIGINT AS sold
-    FROM events
-    WHERE event_type = 'inventory.adjusted' AND reason = 'sold'
-        AND occurred_at > {since} AND occurred_at <= {t}
-        AND site_id IN (SELECT site_id FROM distributors)
-    GROUP BY site_id, sku
-),
-span AS (
-    SELECT least({number_literal(window_s)},
-                 greatest(epoch({t}) - epoch(min(occurred_at)), 0.0)) / 86400.0 AS days
-    FROM events WHERE occurred_at <= {t}
-),
-keys AS (
-    SELECT site_id, sku FROM stock
-    UNION SELECT site_id, sku FROM transit
-    UNION SELECT site_id, sku FROM sales
-),
-cover AS (
-    SELECT k.site_id, k.sku,
-        coalesce(st.on_hand, 0) AS on_hand, coalesce(tr.in_transit, 0) AS in_transit,
-        coalesce(sa.sold, 0) AS sold, span.days AS sales_window_days,
-        CASE WHEN span.days > 0 THEN coalesce(sa.sold, 0) / span.days END AS daily_sales
-    FROM keys AS k CROSS JOIN span
-    LEFT JOIN stock AS st USING (site_id, sku)
-    LEFT JOIN transit AS tr USING (site_id, sku)
-    LEFT JOIN sales AS sa USING (site_id, sku)
-)
+    cover = render(
+        sql_file("days_of_supply.sql"),  # shared with the worker's low_days_of_supply alert
+        distributors="SELECT site_id FROM ref_sites AS r "
+        f"WHERE kind = 'distributor' AND {site_condition(sites, 'r')}",
+        t=timestamp_literal(as_of),
+        since=timestamp_literal(as_of - sales_window.length),
+        window_s=number_literal(sales_window.length.total_seconds()),
+    )
+    return f"""WITH cover AS ({cover})
 SELECT c.site_id, d.name, d.city, d.country, c.sku, r.segment, r.description,
-    c.on_hand, c.in_transit, c.sold, c.sales_window_days, c.daily_sales,
-    CASE WHEN c.daily_sales > 0 THEN (c.on_hand + c.in_transit) / c.daily_sales END
-        AS days_of_supply,
-    coalesce((c.on_hand + c.in_transit) / nullif(c.daily_sales, 0)
-             < {number_literal(threshold_days)}, FALSE) AS below_threshold
+    c.on_hand, c.in_transit, c.sold, c.sales_window_days, c.daily_sales, c.days_of_supply,
+    coalesce(c.days_of_supply < {number_literal(threshold_days)}, FALSE) AS below_threshold
 FROM cover AS c
-JOIN distributors AS d USING (site_id)
+JOIN ref_sites AS d USING (site_id)
 LEFT JOIN ref_skus AS r USING (sku)
 WHERE {sku_condition(filters, "c.sku")}
 ORDER BY below_threshold DESC, days_of_supply ASC NULLS LAST, c.site_id, c.sku"""

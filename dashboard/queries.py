@@ -26,7 +26,7 @@ import streamlit as st
 
 from dashboard.filters import FilterOptions, Filters, filter_options
 from ingest.config import DEFAULT_DB
-from ingest.database import number_literal, string_literal, timestamp_literal
+from ingest.database import number_literal, sql_file, string_literal, timestamp_literal
 from ingest.errors import ReaderError, TiretrackError
 from ingest.network import Network, load_network
 from ingest.readers import Reader, open_reader
@@ -198,19 +198,9 @@ def instant_sql(as_of: dt.datetime | None) -> str:
     return "now()" if as_of is None else timestamp_literal(as_of)
 
 
-# A shipment's delivery status, first rule that applies (theme.py has the colours). "late" is
-# what the on-time rate already counts as late: arrived beyond tolerance, or still open after
-# planned arrival + tolerance. "at_risk": not overdue yet, but the ETA lies beyond tolerance.
-DELIVERY_STATUS_SQL = """CASE
-        WHEN sh.status = 'CANCELLED' THEN NULL
-        WHEN sh.delay_minutes IS NULL THEN 'no_plan'
-        WHEN sh.is_late AND (sh.arrived_at IS NOT NULL
-                             OR minutes_between({t}, sh.planned_arrival) > tol.minutes) THEN 'late'
-        WHEN sh.is_late THEN 'at_risk'
-        WHEN sh.last_exception_severity IN ('warning', 'critical')
-             AND sh.arrived_at IS NULL THEN 'exception'
-        ELSE 'on_time'
-    END"""
+# A shipment's delivery status (theme.py has the colours): the SQL is shared with the worker's
+# late / at_risk alert rules, so the dashboard and the alerts agree on what is late.
+DELIVERY_STATUS_SQL = sql_file("delivery_status.sql")
 
 
 def shipments_cte(filters: Filters, as_of: dt.datetime | None) -> str:

@@ -452,7 +452,7 @@ def _db_bytes(db_path: Path) -> int:
     )
 
 
-def run_ingest(kafka: KafkaSettings, db_path: Path, log_path: Path) -> IngestRun:
+def run_ingest(kafka: KafkaSettings, db_path: Path, log_path: Path, *extra: str) -> IngestRun:
     """`tiretrack ingest --stop-at-end` as a child process, timed from its first stored batch
     to its last (process start-up, migrations and the final checkpoint are excluded)."""
     before = _ingest_counters(db_path) if db_path.exists() else (0, 0)
@@ -460,7 +460,7 @@ def run_ingest(kafka: KafkaSettings, db_path: Path, log_path: Path) -> IngestRun
     started = time.monotonic()
     command = _tiretrack_command(
         "ingest", *_kafka_args(kafka), "--db", str(db_path), "--stop-at-end", "--no-serve",
-        "--progress-interval", "5",
+        "--progress-interval", "5", *extra,
     )  # fmt: skip
     with log_path.open("ab") as out:
         process = subprocess.Popen(
@@ -996,6 +996,8 @@ def _measure(
             if stage == len(sizes) - 1:
                 _freshness(settings, kafka, worker.reader, work_dir, results, say)
         rss[f"serve_{size}"] = worker.rss_mb_peak
+        if stage == 0:  # at the smallest size: two more full ingests of the largest would double
+            _alerts_during_ingest(kafka, work_dir, results, say)  # the run for one ratio
     last = ingest_runs[-1]
     total_messages = sum(r["messages"] for r in ingest_runs)
     total_seconds = sum(r["seconds"] for r in ingest_runs)
@@ -1016,6 +1018,53 @@ def _measure(
     results["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
     results["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
     return results
+
+
+def _alerts_during_ingest(
+    kafka: KafkaSettings, work_dir: Path, results: dict[str, Any], say: Callable[[str], None]
+) -> None:
+    """Every message ingested again into fresh databases with the alert rules evaluated while
+    catching up (normally they wait for the end of the log), without a webhook and with one
+    that refuses every connection: the alerts' cost, and whether a dead webhook slows ingest."""
+    rules = work_dir / "alert_rules.toml"
+    rules.write_text("[engine]\nevaluate_while_catching_up = true\n", encoding="utf-8")
+    tag = uuid.uuid4().hex[:8]
+    alert_args = (
+        "--alert-rules", str(rules), "--alert-time-scale", f"{SIM_TIME_SCALE:g}",
+        "--alerts-topic", f"bench-alerts-{tag}", "--alert-acks-topic", f"bench-alert-acks-{tag}",
+    )  # fmt: skip
+    dead_url = f"http://127.0.0.1:{free_port()}/closed"  # nothing listens there
+    runs = {}
+    for name, extra in (
+        ("alerts", alert_args),
+        (
+            "alerts_dead_webhook",
+            (*alert_args, "--webhook-url", dead_url, "--webhook-timeout-s", "1"),
+        ),
+    ):
+        db_path = work_dir / f"{name}.duckdb"
+        for suffix in ("", ".wal"):
+            Path(str(db_path) + suffix).unlink(missing_ok=True)
+        say(f"ingesting again, {name.replace('_', ' ')} (alert rules evaluated during ingest)...")
+        run = run_ingest(kafka, db_path, work_dir / f"worker-{name}.log", *extra)
+        con = connect_file(db_path, read_only=True)
+        try:
+            (alerts,) = con.execute("SELECT count(*) FROM alert_history").fetchone() or (0,)
+            columns = "queued, delivered, failed, dropped, last_error"
+            webhook = con.execute(f"SELECT {columns} FROM alert_delivery").fetchone()
+        finally:
+            con.close()
+        runs[name] = {
+            **asdict(run),
+            "alert_events": int(alerts),
+            "webhook": dict(zip(columns.split(", "), webhook or (), strict=False)),
+        }
+        results[f"ingest_eps_{name}"] = run.eps
+        say(f"  {run.messages:,} messages at {run.eps:,.0f}/s, {alerts:,} alert events")
+    results["alert_runs"] = runs
+    results["dead_webhook_vs_alerts_ratio"] = (
+        results["ingest_eps_alerts_dead_webhook"] / results["ingest_eps_alerts"]
+    )
 
 
 def _ceilings(
@@ -1188,6 +1237,10 @@ def render_report(results: dict[str, Any]) -> str:
         TARGET_TEXTS["ingest_vs_naive"], verdict("ingest_vs_naive"))  # fmt: skip
     row("ingest_eps / consume_ceiling_eps",
         _fmt(results["ingest_eps"] / results["consume_ceiling_eps"]))  # fmt: skip
+    if "ingest_eps_alerts" in results:
+        row("ingest_eps, alerts evaluated", _fmt(results["ingest_eps_alerts"], "/s"))
+        row("  + dead webhook", _fmt(results["ingest_eps_alerts_dead_webhook"], "/s"))
+        row("  dead webhook / without", _fmt(results["dead_webhook_vs_alerts_ratio"]))
     for run in results.get("freshness", []):
         rate = run["rate"]
         is_target = rate == TARGET_FRESHNESS_RATE

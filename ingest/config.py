@@ -14,13 +14,18 @@ REPO_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DB = REPO_DIR / "data" / "runtime" / "tiretrack.duckdb"
 DEFAULT_DEMO_DB = REPO_DIR / "data" / "runtime" / "demo.duckdb"
 DEFAULT_SECRETS = REPO_DIR / ".streamlit" / "secrets.toml"
+DEFAULT_ALERT_RULES = REPO_DIR / "data" / "alert_rules.toml"
+DEFAULT_WEBHOOK_TIMEOUT_S = 5.0
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_SHIPMENTS_TOPIC = "shipment-events"
 DEFAULT_INVENTORY_TOPIC = "inventory-events"
+DEFAULT_ALERTS_TOPIC = "alerts"
+DEFAULT_ALERT_ACKS_TOPIC = "alert-acks"
 DEFAULT_GROUP_ID = "tiretrack-ingest"
 DEFAULT_SERVE_HOST = "127.0.0.1"
 DEFAULT_SERVE_PORT = 9494
 DLQ_SUFFIX = ".dlq"
+PRODUCER_MESSAGE_MAX_BYTES = 100_000_000
 
 # Settings that make a consumer join and fetch quickly on the local single-node broker.
 # Real Kafka rejects session timeouts under 6 s by default, so these apply to loopback only.
@@ -78,13 +83,21 @@ class KafkaSettings:
     properties_file: Path | None = None
     shipments_topic: str = DEFAULT_SHIPMENTS_TOPIC
     inventory_topic: str = DEFAULT_INVENTORY_TOPIC
+    alerts_topic: str = DEFAULT_ALERTS_TOPIC
+    alert_acks_topic: str = DEFAULT_ALERT_ACKS_TOPIC
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.bootstrap_servers.strip():
             raise ConfigError("--bootstrap-servers is empty: give HOST:PORT[,HOST:PORT...]")
-        if self.shipments_topic == self.inventory_topic:
-            raise ConfigError("the shipments and inventory topics must differ")
+        named = (
+            self.shipments_topic,
+            self.inventory_topic,
+            self.alerts_topic,
+            self.alert_acks_topic,
+        )
+        if len(set(named)) < len(named):
+            raise ConfigError("the shipments, inventory, alerts and alert-acks topics must differ")
 
     def _base(self) -> dict[str, Any]:
         conf: dict[str, Any] = {
@@ -114,6 +127,10 @@ class KafkaSettings:
             "acks": "all",
             "compression.type": "lz4",
             "linger.ms": "20",
+            # librdkafka refuses values over 1 MB before sending by default: a rejected message
+            # that large could then never reach its dead-letter topic, and the worker would stop
+            # on it. Let the broker decide (100 MB: librdkafka's own receive limit).
+            "message.max.bytes": str(PRODUCER_MESSAGE_MAX_BYTES),
         }
         conf.update(self._base())
         return conf
@@ -151,6 +168,11 @@ class IngestSettings:
     on_time_tolerance_minutes: float = 60.0
     progress_interval_s: float = 10.0
     startup_timeout_s: float = 0.0  # 0: keep retrying until Kafka answers or we are stopped
+    alert_rules_path: Path = DEFAULT_ALERT_RULES
+    # Event-time thresholds of the alert rules are divided by this (the demo's simulator scale).
+    alert_time_scale: float = 1.0
+    webhook_url: str | None = None  # None: alerts go to the alerts topic and the table only
+    webhook_timeout_s: float = DEFAULT_WEBHOOK_TIMEOUT_S
 
 
 def env_default(name: str, fallback: str | None = None) -> str | None:

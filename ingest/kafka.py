@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from confluent_kafka import KafkaError, KafkaException, Producer, TopicCollection
+from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicCollection
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from ingest.config import KafkaSettings
@@ -86,22 +87,42 @@ class EventProducer:
             self.failed += 1
             self.last_error = error.str()
 
+    def _report(
+        self,
+        callback: Callable[[KafkaError | None, Message], None],
+        error: KafkaError | None,
+        msg: Message,
+    ) -> None:
+        self._on_delivery(error, msg)
+        callback(error, msg)
+
     def send(
         self,
         topic: str,
         key: bytes | str | None,
         value: bytes | None,
         headers: list[tuple[str, str | bytes | None]] | None = None,
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
     ) -> None:
+        """Queue one message; `on_delivery(error, msg)` is called from a later send/poll/flush."""
+        report = (
+            self._on_delivery
+            if on_delivery is None
+            else functools.partial(self._report, on_delivery)
+        )
         while True:
             try:
                 self._producer.produce(
-                    topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery
+                    topic, value=value, key=key, headers=headers, on_delivery=report
                 )
                 break
             except BufferError:
                 # Local queue full: let deliveries drain, then retry this message.
                 self._producer.poll(0.05)
+        self._producer.poll(0)
+
+    def poll(self) -> None:
+        """Serve delivery reports without waiting."""
         self._producer.poll(0)
 
     def flush(self, timeout_s: float = 30.0) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -12,8 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ingest.alert_acks import kafka_env, kafka_settings_from_env
 from ingest.broker import start_broker
-from ingest.config import REPO_DIR
+from ingest.config import REPO_DIR, KafkaSettings
 from ingest.errors import TiretrackError
 
 DASHBOARD_APP = REPO_DIR / "dashboard" / "app.py"
@@ -35,8 +37,14 @@ def dashboard_command(
     ]  # fmt: skip
 
 
+def child_env(db_path: Path, kafka: KafkaSettings) -> dict[str, str]:
+    """A child's environment: the database, and Kafka as the `tiretrack` options would give it
+    (the dashboard has no Kafka options; it sends alert acknowledgements with these)."""
+    return os.environ | kafka_env(kafka) | {"TIRETRACK_DB": str(db_path)}
+
+
 def run_dashboard(db_path: Path, host: str, port: int) -> int:
-    env = os.environ | {"TIRETRACK_DB": str(db_path)}
+    env = child_env(db_path, kafka_settings_from_env())
     process = subprocess.Popen(dashboard_command(db_path, host, port), cwd=REPO_DIR, env=env)
     try:
         return process.wait()
@@ -83,6 +91,9 @@ def run_demo(
     rate: float,
     time_scale: float,
     malformed_rate: float,
+    alert_rules: Path,
+    webhook_url: str | None,
+    webhook_timeout: float,
 ) -> int:
     """Broker, worker, simulator, dashboard; prints the URL; Ctrl-C stops everything."""
     broker = start_broker("127.0.0.1", broker_port)
@@ -91,7 +102,8 @@ def run_demo(
     # offsets stored in it match the new, empty topics.
     for suffix in ("", ".wal"):
         Path(str(db_path) + suffix).unlink(missing_ok=True)
-    env = os.environ | {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "TIRETRACK_DB": str(db_path)}
+    kafka = dataclasses.replace(kafka_settings_from_env(), bootstrap_servers=bootstrap)
+    env = child_env(db_path, kafka)
     processes: dict[str, subprocess.Popen[Any]] = {}
     stopping = False
 
@@ -107,9 +119,13 @@ def run_demo(
     signal.signal(signal.SIGTERM, on_signal)
     try:
         # Simulated durations shrink by time_scale, so the on-time tolerance shrinks with them.
+        # So do the alert rules' event-time thresholds (a 60-minute silent tracker: 1 minute).
         tolerance = 60.0 / time_scale
+        webhook = ["--webhook-url", webhook_url] if webhook_url else []
         start("worker", _tiretrack(
             "ingest", "--serve-port", str(serve_port), "--on-time-tolerance", f"{tolerance:g}",
+            "--alert-rules", str(alert_rules), "--alert-time-scale", str(time_scale),
+            *webhook, "--webhook-timeout-s", str(webhook_timeout),
         ))  # fmt: skip
         start("simulator", _tiretrack(
             "simulate", "--rate", str(rate), "--time-scale", str(time_scale),

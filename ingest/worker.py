@@ -13,6 +13,7 @@ from types import FrameType
 
 from confluent_kafka import Message
 
+from ingest.alerts import AlertEngine, load_rules, webhook_settings
 from ingest.config import DLQ_SUFFIX, IngestSettings, KafkaSettings
 from ingest.consumer import EventConsumer, position
 from ingest.contract import INVENTORY, SHIPMENTS, Rejected, validate
@@ -60,8 +61,14 @@ def build_batch(messages: Iterable[Message], families: dict[str, str]) -> Batch:
 
 
 def all_topics(kafka: KafkaSettings) -> list[str]:
-    """The event topics and their dead-letter topics."""
-    return [*kafka.topics, *(t + DLQ_SUFFIX for t in kafka.topics)]
+    """The event topics and their dead-letter topics; the alerts, acks and acks DLQ topics."""
+    return [
+        *kafka.topics,
+        *(t + DLQ_SUFFIX for t in kafka.topics),
+        kafka.alerts_topic,
+        kafka.alert_acks_topic,
+        kafka.alert_acks_topic + DLQ_SUFFIX,
+    ]
 
 
 def detect_resets(
@@ -79,6 +86,14 @@ def detect_resets(
             )  # fmt: skip
             resets += 1
     return resets
+
+
+def send_dead_letters(dlq: EventProducer, dead_letters: list[DeadLetter]) -> None:
+    """Dead letters reach `<topic>.dlq` before their batch commits: at least once."""
+    for d in dead_letters:
+        dlq.send(d.topic + DLQ_SUFFIX, d.key, d.value, dead_letter_headers(d))
+    if dead_letters:
+        dlq.flush()
 
 
 def dead_letter_headers(d: DeadLetter) -> list[tuple[str, str | bytes | None]]:
@@ -118,9 +133,12 @@ class Worker:
         s = self.settings
         kafka = s.kafka
         families = {kafka.shipments_topic: SHIPMENTS, kafka.inventory_topic: INVENTORY}
+        rules = load_rules(s.alert_rules_path, s.alert_time_scale)
+        webhook = webhook_settings(s, rules)
         store = Store(s.db_path, on_time_tolerance_minutes=s.on_time_tolerance_minutes)
         endpoint = None
         consumer: EventConsumer | None = None
+        alerts: AlertEngine | None = None
         try:
             load_network(DATA_DIR)  # reports bad reference data by file and line
             store.load_reference(DATA_DIR)
@@ -132,8 +150,11 @@ class Worker:
             consumer = EventConsumer(kafka, s.group_id)
             self._check_topics(store, consumer, {})
             consumer.assign(store.stored_offsets())
-            return self._loop(store, consumer, families)
+            alerts = AlertEngine(store, kafka, rules, webhook)
+            return self._loop(store, consumer, families, alerts)
         finally:
+            if alerts is not None:
+                alerts.close()
             if consumer is not None:
                 consumer.close()
             if endpoint is not None:
@@ -194,7 +215,13 @@ class Worker:
                 store.record_topic_id(topic, topic_id)
         return reset
 
-    def _loop(self, store: Store, consumer: EventConsumer, families: dict[str, str]) -> Progress:
+    def _loop(
+        self,
+        store: Store,
+        consumer: EventConsumer,
+        families: dict[str, str],
+        alerts: AlertEngine,
+    ) -> Progress:
         s = self.settings
         now_mono = time.monotonic()
         progress = Progress(started=now_mono, last_log=now_mono)
@@ -208,12 +235,9 @@ class Worker:
             if messages:
                 batch = build_batch(messages, families)
                 batch.broker_resets = detect_resets(batch.first_offsets, stored)
-                for d in batch.dead_letters:
-                    dlq.send(d.topic + DLQ_SUFFIX, d.key, d.value, dead_letter_headers(d))
-                if batch.dead_letters:
-                    # Dead letters reach the topic before the batch commits: at least once.
-                    dlq.flush()
+                send_dead_letters(dlq, batch.dead_letters)
                 result = store.apply_batch(batch, dt.datetime.now(dt.UTC))
+                alerts.record_batch(batch.first_offsets, batch.next_offsets, batch.dead_letters)
                 stored.update(batch.next_offsets)
                 consumer.commit((t, p, o) for (t, p), o in batch.next_offsets.items())
                 progress.messages += batch.messages
@@ -226,6 +250,15 @@ class Worker:
                 # Idle: events stamped in the future may have come due meanwhile.
                 store.fold_due_future_events(dt.datetime.now(dt.UTC))
                 last_fold = time.monotonic()
+            acks = consumer.take_acks()
+            if acks:
+                # Alert acknowledgements: checked, dead-lettered, stored with their offsets.
+                ack_batch = alerts.read_acks(acks)
+                send_dead_letters(dlq, ack_batch.dead_letters)
+                alerts.apply_acks(ack_batch)
+                stored.update(ack_batch.next_offsets)
+                consumer.commit((t, p, o) for (t, p), o in ack_batch.next_offsets.items())
+            alerts.tick(stored_batch=bool(messages), caught_up=consumer.all_at_end())
             if consumer.all_at_end() and not reported_end:
                 store.record_positions(
                     [(t, p, o) for (t, p), o in consumer.at_end.items()], consumer.watermarks()
@@ -244,6 +277,7 @@ class Worker:
                 if self._check_topics(store, consumer, stored):
                     # An idempotent producer cannot continue against a broker that forgot it.
                     dlq = EventProducer(s.kafka)
+                    alerts.reset_producer()
                 try:
                     consumer.assign(stored, timeout_s=2.0)  # partitions created since start
                 except BrokerError as e:

@@ -300,6 +300,7 @@ def distributions(filters: Filters) -> None:
 
 
 st.title("Delays & exceptions")
+components.alerts_panel()
 filters = components.current_filters()
 try:
     headline(filters)

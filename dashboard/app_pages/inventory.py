@@ -295,6 +295,7 @@ def cover_section(filters: Filters, as_of: dt.datetime) -> None:
 
 
 st.title("Inventory flows")
+components.alerts_panel()
 filters = inventory_queries.site_filters(components.current_filters())
 window = components.period_control(
     "Window", "window", "The span of the flows and of the stock history, ending now."

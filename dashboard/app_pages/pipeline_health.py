@@ -132,6 +132,7 @@ def live_figures() -> None:
 
 
 st.title("Pipeline health")
+components.alerts_panel()
 live_figures()
 try:
     rejected()

@@ -33,6 +33,9 @@ TOP_LEVEL_NUMBERS = (
     "worker_rss_mb_peak",
     "db_bytes_per_million_events",
     "stored_events",
+    "ingest_eps_alerts",
+    "ingest_eps_alerts_dead_webhook",
+    "dead_webhook_vs_alerts_ratio",
 )
 # Some queries the dashboard runs; the bench finds the others (and those added later) itself.
 EXPECTED_QUERIES = (
@@ -69,6 +72,11 @@ def test_bench_measures_everything_at_a_tiny_size(tmp_path: Path) -> None:
     assert run["messages"] == results["settings"]["messages_produced"]
     assert run["messages"] == results["consume_ceiling_messages"]
     assert results["naive_messages"] == 500
+    alerts, dead = results["alert_runs"]["alerts"], results["alert_runs"]["alerts_dead_webhook"]
+    assert dead["messages"] == alerts["messages"] >= run["messages"]  # + freshness messages
+    assert dead["alert_events"] > 0
+    webhook = dead["webhook"]
+    assert webhook["queued"] > 0 and webhook["delivered"] == 0 and webhook["last_error"]
 
     fresh = results["freshness"][0]
     assert fresh["rate"] == 500 and fresh["samples"] > 1000

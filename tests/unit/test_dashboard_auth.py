@@ -31,6 +31,7 @@ PASSWORDS = {name: f"{name}-correct-horse" for name in ACCOUNTS}
 MATRIX = {
     "Live map": {"planner", "manager", "analyst", "admin"},
     "Delays & exceptions": {"planner", "analyst", "admin"},
+    "Alerts": {"planner", "analyst", "admin"},
     "Inventory flows": {"planner", "manager", "analyst", "admin"},
     "KPIs": {"manager", "analyst", "admin"},
     "Pipeline health": {"planner", "analyst", "admin"},
