@@ -80,7 +80,9 @@ def age(since: dt.datetime | None, now: dt.datetime) -> str:
     return f"{duration(max((now - since).total_seconds(), 0.0) / 60)} ago"
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:])")
+# Every ASCII punctuation character with a meaning in Streamlit's markdown (`&` starts an
+# entity, `=` a setext heading, `:` and `[` colours and icons, `$` LaTeX).
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:&=])")
 
 
 def escape_markdown(value: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -272,7 +273,8 @@ def timeline_figure(
                     "color": colours,
                     "line": {"width": 1, "color": "#ffffff"},
                 },
-                hovertext=[event_details(r, plan) for r, plan in chosen],
+                # Plotly reads tags and entities in hover text: escape, so it shows literally.
+                hovertext=[html.escape(event_details(r, plan), quote=False) for r, plan in chosen],
                 hovertemplate="%{x|%d %b %H:%M:%S} UTC<br>%{hovertext}<extra>%{y}</extra>",
             )
         )

@@ -13,7 +13,11 @@ from typing import Any
 import click
 
 from ingest.bench import bench
+from ingest.chaos import chaos
 from ingest.config import (
+    DEFAULT_ALERT_ACKS_TOPIC,
+    DEFAULT_ALERT_RULES,
+    DEFAULT_ALERTS_TOPIC,
     DEFAULT_BOOTSTRAP,
     DEFAULT_DB,
     DEFAULT_DEMO_DB,
@@ -23,6 +27,7 @@ from ingest.config import (
     DEFAULT_SERVE_HOST,
     DEFAULT_SERVE_PORT,
     DEFAULT_SHIPMENTS_TOPIC,
+    DEFAULT_WEBHOOK_TIMEOUT_S,
     IngestSettings,
     KafkaSettings,
     ServeSettings,
@@ -80,7 +85,70 @@ def _kafka_settings(kw: dict[str, Any]) -> KafkaSettings:
         properties_file=path,
         shipments_topic=kw.pop("shipments_topic"),
         inventory_topic=kw.pop("inventory_topic"),
+        alerts_topic=kw.pop("alerts_topic", DEFAULT_ALERTS_TOPIC),
+        alert_acks_topic=kw.pop("alert_acks_topic", DEFAULT_ALERT_ACKS_TOPIC),
     )
+
+
+def _alert_options(func: Any) -> Any:
+    """Where alerts go and by which rules (`ingest`; the rules and webhook also on `demo`)."""
+    for option in reversed(ALERT_OPTIONS):
+        func = option(func)
+    return func
+
+
+ALERT_RULES_OPTION = click.option(
+    "--alert-rules",
+    "alert_rules",
+    envvar="TIRETRACK_ALERT_RULES",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_ALERT_RULES,
+    show_default=True,
+    help="TOML file of alert rules: thresholds, severities, debounce (see README, Alerts).",
+)
+WEBHOOK_URL_OPTION = click.option(
+    "--webhook-url",
+    envvar="TIRETRACK_WEBHOOK_URL",
+    default=None,
+    help="Also POST every alert event as JSON to this http(s) URL (retried; never slows ingest).",
+)
+WEBHOOK_TIMEOUT_OPTION = click.option(
+    "--webhook-timeout-s",
+    "webhook_timeout",
+    envvar="TIRETRACK_WEBHOOK_TIMEOUT_S",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_WEBHOOK_TIMEOUT_S,
+    show_default=True,
+    help="Seconds to wait for the webhook to answer one POST.",
+)
+ALERT_OPTIONS = [
+    click.option(
+        "--alerts-topic",
+        envvar="TIRETRACK_ALERTS_TOPIC",
+        default=DEFAULT_ALERTS_TOPIC,
+        show_default=True,
+        help="Topic the worker publishes alert events to.",
+    ),
+    click.option(
+        "--alert-acks-topic",
+        envvar="TIRETRACK_ALERT_ACKS_TOPIC",
+        default=DEFAULT_ALERT_ACKS_TOPIC,
+        show_default=True,
+        help="Topic of alert acknowledgements (from the dashboard) the worker applies.",
+    ),
+    ALERT_RULES_OPTION,
+    click.option(
+        "--alert-time-scale",
+        envvar="TIRETRACK_ALERT_TIME_SCALE",
+        type=click.FloatRange(min=0, min_open=True),
+        default=1.0,
+        show_default=True,
+        help="Divide the rules' event-time thresholds (minutes, days) by this "
+        "(the demo gives the simulator's time scale).",
+    ),
+    WEBHOOK_URL_OPTION,
+    WEBHOOK_TIMEOUT_OPTION,
+]
 
 
 DB_OPTION = click.option(
@@ -337,7 +405,7 @@ def replay(file: Path, pace: bool, **kw: Any) -> None:
     type=click.FloatRange(0.001, 10),
     default=0.2,
     show_default=True,
-    help="Seconds to wait for a batch to fill.",
+    help="Seconds to wait for the first message of a batch (the rest is what already arrived).",
 )
 @click.option(
     "--stop-at-end",
@@ -361,6 +429,7 @@ def replay(file: Path, pace: bool, **kw: Any) -> None:
     show_default=True,
     help="Seconds to keep retrying an unreachable Kafka at start (0: until stopped).",
 )
+@_alert_options
 def ingest(**kw: Any) -> None:
     """Consume events into DuckDB exactly once, keep the derived state, serve it over Quack."""
     from ingest.worker import Worker
@@ -379,6 +448,10 @@ def ingest(**kw: Any) -> None:
         on_time_tolerance_minutes=kw["tolerance"],
         progress_interval_s=kw["progress_interval"],
         startup_timeout_s=kw["startup_timeout"],
+        alert_rules_path=kw["alert_rules"],
+        alert_time_scale=kw["alert_time_scale"],
+        webhook_url=kw["webhook_url"] or None,
+        webhook_timeout_s=kw["webhook_timeout"],
     )
     worker = Worker(settings)
     _stop_on_signals(worker.request_stop)
@@ -419,6 +492,13 @@ def ingest(**kw: Any) -> None:
     metavar="COLUMN=VALUE",
     help="Keep rows whose COLUMN equals VALUE (repeat; same column = any of).",
 )
+@click.option(
+    "--raw-text",
+    is_flag=True,
+    envvar="TIRETRACK_EXPORT_RAW_TEXT",
+    help="CSV and Excel: write text exactly, even when it starts with = + - @ tab or CR "
+    "(by default such text gets a leading ' so spreadsheets do not run it as a formula).",
+)
 def export(
     dataset: str,
     db_path: Path,
@@ -427,6 +507,7 @@ def export(
     fmt: str,
     out: Path,
     filters: tuple[str, ...],
+    raw_text: bool,
 ) -> None:
     """Write a snapshot of shipments, inventory, in-transit stock or dead letters."""
     from ingest.export import export_snapshot
@@ -450,6 +531,7 @@ def export(
             as_of=as_of,
             tolerance_minutes=tolerance,
             filters=parsed,
+            raw_text=raw_text,
         )
     finally:
         reader.close()
@@ -498,6 +580,9 @@ def dashboard(db_path: Path, host: str, port: int) -> None:
 @RATE_OPTION
 @TIME_SCALE_OPTION
 @malformed_option(0.002)
+@ALERT_RULES_OPTION
+@WEBHOOK_URL_OPTION
+@WEBHOOK_TIMEOUT_OPTION
 def demo(**kw: Any) -> None:
     """Start broker, simulator, worker and dashboard together; Ctrl-C stops them all."""
     from ingest.processes import run_demo
@@ -545,6 +630,7 @@ def user_add(name: str, role: str, secrets_path: Path, password: str) -> None:
 
 
 cli.add_command(bench)
+cli.add_command(chaos)
 
 
 def main() -> None:

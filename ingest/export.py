@@ -16,6 +16,20 @@ from ingest.errors import ExportError, ReaderError
 from ingest.readers import Reader
 
 FORMATS = ("csv", "parquet", "xlsx")
+# Spreadsheets run a cell that starts with one of these as a formula (CSV injection): in CSV and
+# Excel files such text gets a leading single quote, unless raw text is asked for.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+SIGNED_NUMBER = r"[+-][0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?"
+# Text that stays exact whatever the format: base64 ([A-Za-z0-9+/=]) cannot hold a function
+# call or a DDE payload, and its point is to give the original bytes back.
+EXACT_TEXT_COLUMNS = frozenset({"value_base64"})
+# Characters an Excel file's XML cannot hold, or (CR) does not keep: written as the OOXML escape
+# `_xHHHH_` that Excel decodes, after a literal `_xHHHH_` in the text is escaped as `_x005F_...`.
+XLSX_ESCAPED = (
+    *(chr(c) for c in range(0x20) if chr(c) not in "\t\n"),
+    "\ufffe",
+    "\uffff",
+)
 # The Kafka positions the store has reached, as JSON text: [{topic, partition, next_offset}].
 OFFSETS_JSON = (
     "(SELECT to_json(list({'topic': topic, 'partition': \"partition\", "
@@ -119,8 +133,37 @@ def _rfc3339(column: str) -> str:
     )
 
 
-def write_table(table: pa.Table, fmt: str, out: Path) -> None:
-    """Write with DuckDB: Parquet keeps types; CSV and Excel get RFC 3339 UTC text for instants."""
+def _is_text(data_type: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_string(data_type)
+        or pa.types.is_large_string(data_type)
+        or pa.types.is_string_view(data_type)
+    )
+
+
+def _formula_safe(text: str) -> str:
+    """The text with a leading single quote when a spreadsheet would read it as a formula; a
+    plain signed number ("-1", a rejected message's whole value) is harmless and stays."""
+    prefixes = ", ".join(string_literal(p) for p in FORMULA_PREFIXES)
+    return (
+        f"CASE WHEN left({text}, 1) IN ({prefixes}) "
+        f"AND NOT regexp_full_match({text}, {string_literal(SIGNED_NUMBER)}) "
+        f"THEN '''' || {text} ELSE {text} END"
+    )
+
+
+def _xlsx_text(text: str) -> str:
+    """Text as an Excel cell can carry it: control characters (an ANSI escape or a NUL in an
+    id) would otherwise make the file unreadable or be dropped."""
+    escaped = f"regexp_replace({text}, '_(x[0-9A-Fa-f]{{4}}_)', '_x005F_\\1', 'g')"
+    for char in XLSX_ESCAPED:
+        escaped = f"replace({escaped}, chr({ord(char)}), '_x{ord(char):04X}_')"
+    return escaped
+
+
+def write_table(table: pa.Table, fmt: str, out: Path, *, raw_text: bool = False) -> None:
+    """Write with DuckDB: Parquet keeps types and text exactly; CSV and Excel get RFC 3339 UTC
+    text for instants and, unless `raw_text`, text that cannot run as a formula."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     con = connect_memory()
@@ -132,6 +175,13 @@ def write_table(table: pa.Table, fmt: str, out: Path) -> None:
         for f in table.schema:
             if pa.types.is_timestamp(f.type) and fmt != "parquet":
                 select.append(_rfc3339(f.name))
+            elif _is_text(f.type) and fmt != "parquet":
+                text = f'"{f.name}"'
+                if not raw_text and f.name not in EXACT_TEXT_COLUMNS:
+                    text = _formula_safe(text)
+                if fmt == "xlsx":
+                    text = _xlsx_text(text)
+                select.append(f'{text} AS "{f.name}"')
             else:
                 select.append(f'"{f.name}"')
         options = {
@@ -168,8 +218,10 @@ def export_snapshot(
     as_of: dt.datetime | None = None,
     tolerance_minutes: float = 60.0,
     filters: dict[str, list[str]] | None = None,
+    raw_text: bool = False,
 ) -> ExportResult:
-    """Write one dataset's snapshot and `<out>.manifest.json` next to it."""
+    """Write one dataset's snapshot and `<out>.manifest.json` next to it. CSV and Excel text
+    that starts with a formula character gets a leading single quote unless `raw_text`."""
     dataset = DATASETS.get(dataset_name)
     if dataset is None:
         raise ExportError(f"unknown dataset {dataset_name!r}: use one of {', '.join(DATASETS)}")
@@ -182,7 +234,7 @@ def export_snapshot(
     table = table.drop_columns(["__offsets"])
     if dataset.name == "dead-letters":
         table = _dead_letter_values(table)
-    write_table(table, fmt, out)
+    write_table(table, fmt, out, raw_text=raw_text)
     manifest = {
         "dataset": dataset.name,
         "as_of": None if not dataset.as_of_applies else _iso(t),
@@ -192,6 +244,8 @@ def export_snapshot(
         "filters": filters,
         "query": sql,
         "format": fmt,
+        # True when text starting with = + - @ tab or CR got a leading single quote.
+        "formula_text_quoted": fmt != "parquet" and not raw_text,
         "on_time_tolerance_minutes": tolerance_minutes if dataset.name == "shipments" else None,
         "source": reader.source,
         "created_at": _iso(dt.datetime.now(dt.UTC)),

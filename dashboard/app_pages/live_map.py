@@ -207,7 +207,11 @@ def shipment_summary(summary: pd.Series, as_of: dt.datetime | None) -> None:
         versus_plan(expected, summary["planned_arrival"]),
         delta_color="inverse",
         help=f"{clock(expected)}"
-        + ("" if arrived or pd.isna(summary["eta_reason"]) else f" · {summary['eta_reason']}"),
+        + (
+            ""
+            if arrived or pd.isna(summary["eta_reason"])
+            else f" · {escape_markdown(str(summary['eta_reason']))}"  # a tooltip is markdown
+        ),
     )
     columns[1].metric(
         "Planned arrival (UTC)",
@@ -293,6 +297,7 @@ def shipment_detail(summary: pd.Series, events: pd.DataFrame, as_of: dt.datetime
 
 
 st.title("Live map")
+components.alerts_panel()
 filters = components.current_filters()
 view_column, search_column = st.columns([1, 3], vertical_alignment="center")
 mode = view_column.segmented_control(

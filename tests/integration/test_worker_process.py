@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from ingest import chaos
 from ingest.broker import free_port, start_broker
 from ingest.network import load_network
 from ingest.readers import open_reader
@@ -40,95 +41,48 @@ def simulated(seed: int, seconds: float, rate: float, faults: bool) -> list[tupl
     return [(m.family, m.key, m.value) for m in simulate(settings, load_network())]
 
 
+BATCH = ("--batch-size", "2000")
+
+
 def start_worker(topics: Topics, broker, db: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "ingest", "ingest", *topics.cli_args(broker), "--db", str(db),
-         "--batch-size", "2000", "--progress-interval", "1", *extra],
+        chaos.worker_command(topics.settings(broker), db, *BATCH, *extra),
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-
-
-def snapshot(db: Path, t: dt.datetime) -> dict[str, object]:
-    """Everything that must be identical between an interrupted and an uninterrupted run."""
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        stats = con.execute(
-            "SELECT messages, accepted, duplicates, rejected FROM ingest_stats"
-        ).fetchone()
-        return {
-            "stats": stats,
-            "events": con.execute(
-                "SELECT count(*), count(DISTINCT event_id) FROM events"
-            ).fetchone(),
-            "dead": con.execute(
-                'SELECT topic, "partition", "offset", reason FROM dead_letters ORDER BY ALL'
-            ).fetchall(),
-            "offsets": con.execute(
-                'SELECT topic, "partition", next_offset FROM kafka_offsets ORDER BY ALL'
-            ).fetchall(),
-            **{name: store_rows(con, name, t) for name in ("shipments", "inventory", "in-transit")},
-        }
-    finally:
-        con.close()
-
-
-def progress(db: Path) -> int:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return int(con.execute("SELECT messages FROM ingest_stats").fetchone()[0])
-    finally:
-        con.close()
 
 
 def test_kill_and_sigterm_mid_ingest_lose_and_double_nothing(
     broker, topics: Topics, tmp_path: Path
 ) -> None:
+    """The same procedure as `tiretrack chaos` (ingest/chaos.py), at a small size."""
     messages = simulated(seed=3, seconds=420, rate=400, faults=True)
-    produce(topics.settings(broker), messages)
+    kafka = topics.settings(broker)
+    produce(kafka, messages)
     total = len(messages)
 
     reference = tmp_path / "reference.duckdb"
-    tiretrack(
-        "ingest", *topics.cli_args(broker), "--db", str(reference), "--stop-at-end", "--no-serve"
-    )
-    assert progress(reference) == total
+    loop_s = chaos.run_to_end(kafka, reference, tmp_path / "reference.log", *BATCH)
+    assert chaos.stored_messages(reference) == total
 
-    chaos = tmp_path / "chaos.duckdb"
-    rng = random.Random(5)
-    seen: list[int] = []
-    kills = 0
-    while kills < 5:
-        worker = start_worker(topics, broker, chaos, "--no-serve")
-        # Wait until this run has stored at least one batch, then kill at a random moment.
-        deadline = time.monotonic() + 60
-        before = progress(chaos) if chaos.exists() else 0
-        while time.monotonic() < deadline and "ingested" not in (worker.stderr.readline() or ""):
-            pass
-        time.sleep(rng.uniform(0.0, 0.6))
-        worker.send_signal(signal.SIGKILL)
-        worker.wait()
-        worker.stdout.close()
-        worker.stderr.close()
-        done = progress(chaos)
-        assert done >= before
-        seen.append(done)
-        kills += 1
-        if done == total:
-            break
-    print(f"kills: progress after each {seen} of {total}")
-    assert any(0 < n < total for n in seen), f"no kill landed mid-ingest: {seen}"
+    # SIGKILLs at random moments, a SIGTERM among them (it finishes the batch in hand and
+    # exits 0); after each, the counters agree with the rows and offsets stored.
+    interrupted = tmp_path / "interrupted.duckdb"
+    signals = [signal.SIGKILL] * 2 + [signal.SIGTERM] + [signal.SIGKILL] * 3
+    runs = chaos.interrupt_repeatedly(
+        kafka, interrupted, tmp_path / "interrupted.log", signals, random.Random(5),
+        total=total, ingest_s=loop_s, extra=BATCH,
+    )  # fmt: skip
+    print(f"progress after each signal: {[r.after for r in runs]} of {total}")
+    assert len(runs) == len(signals) and not any(r.finished_first for r in runs)
+    assert any(0 < r.after < total for r in runs if r.signal == "SIGKILL"), runs
+    assert all(r.consistent and r.clean for r in runs), runs
+    assert [r.exit_code for r in runs if r.signal == "SIGTERM"] == [0]
 
-    # A SIGTERM finishes the batch in hand and exits cleanly.
-    worker = start_worker(topics, broker, chaos, "--no-serve")
-    time.sleep(1.5)
-    worker.send_signal(signal.SIGTERM)
-    out, err = worker.communicate(timeout=60)
-    assert worker.returncode == 0, err
-    assert "Traceback" not in err
-
-    tiretrack("ingest", *topics.cli_args(broker), "--db", str(chaos), "--stop-at-end", "--no-serve")
-    t = dt.datetime.now(dt.UTC)
-    assert snapshot(chaos, t) == snapshot(reference, t)
+    chaos.run_to_end(kafka, interrupted, tmp_path / "interrupted.log", *BATCH)
+    times = [*chaos.event_time_quantiles(reference), dt.datetime.now(dt.UTC)]
+    comparison = chaos.compare_runs(reference, interrupted, times)
+    assert comparison.ok, comparison
+    assert comparison.counters_a == comparison.counters_b  # messages too: none counted twice
 
 
 def test_readers_query_the_live_worker_over_quack(broker, topics: Topics, tmp_path: Path) -> None:
