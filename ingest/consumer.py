@@ -37,6 +37,10 @@ class EventConsumer:
         self.broker_down: str | None = None
         self._consumer = Consumer(settings.consumer_config(group_id) | {"error_cb": self._on_error})
         self.assigned: set[PartitionKey] = set()
+        # Alert acknowledgements come on their own topic and bypass event validation: `consume`
+        # keeps them here for the worker to take (`take_acks`).
+        self._acks_topic = settings.alert_acks_topic
+        self.acks: list[Message] = []
         # Partitions read up to the end of the log (EOF seen, nothing read since).
         self.at_end: dict[PartitionKey, int] = {}
         self._last_refresh = 0.0
@@ -49,7 +53,7 @@ class EventConsumer:
             log.error("Kafka consumer fatal error: %s", error.str())
 
     def partitions(self, timeout_s: float = 10.0) -> list[PartitionKey]:
-        """Every partition of the event topics, from broker metadata."""
+        """Every partition of the event topics and the acks topic, from broker metadata."""
         try:
             meta = self._consumer.list_topics(timeout=timeout_s)
         except KafkaException as e:
@@ -57,7 +61,7 @@ class EventConsumer:
                 f"cannot reach Kafka at {self._settings.bootstrap_servers}: {e.args[0].str()}"
             ) from e
         found: list[PartitionKey] = []
-        for topic in self._settings.topics:
+        for topic in (*self._settings.topics, self._acks_topic):
             info = meta.topics.get(topic)
             if info is None or info.error is not None:
                 continue
@@ -100,23 +104,32 @@ class EventConsumer:
             self.at_end.pop((tp.topic, tp.partition), None)
 
     def consume(self, max_messages: int, timeout_s: float) -> list[Message]:
-        """Up to max_messages data messages within about timeout_s: keeps reading while the log
-        has more (a large batch when behind), returns as soon as a read comes back short or the
-        time is up (a steady stream is stored every timeout_s, not once the batch is full).
-        End-of-partition events update `at_end` and are dropped."""
+        """Up to max_messages data messages: waits up to timeout_s for the first one, then takes
+        what the client has already fetched, without waiting for more. So a batch is what
+        arrived while the previous one was stored: large when behind, small and immediate for
+        a steady stream (librdkafka's consume waits until `num_messages` are there, which would
+        hold back a steady stream for the whole timeout). End-of-partition events update
+        `at_end` and are dropped."""
         data: list[Message] = []
         deadline = time.monotonic() + timeout_s
+        waited = False
         while len(data) < max_messages:
             want = min(CONSUME_CHUNK, max_messages - len(data))
-            wait = max(deadline - time.monotonic(), 0.0) if data else timeout_s
-            messages = self._consumer.consume(num_messages=want, timeout=wait)
+            if waited:
+                messages = self._consumer.consume(num_messages=want, timeout=0)
+            else:
+                messages = self._consumer.consume(num_messages=1, timeout=timeout_s)
+                want, waited = 1, True
             for msg in messages:
                 err = msg.error()
                 topic, partition, offset = position(msg)
                 key = (topic, partition)
                 if err is None:
                     self.at_end.pop(key, None)
-                    data.append(msg)
+                    if topic == self._acks_topic:
+                        self.acks.append(msg)
+                    else:
+                        data.append(msg)
                 elif err.code() == KafkaError._PARTITION_EOF:
                     self.at_end[key] = offset
                 elif err.fatal():
@@ -125,9 +138,14 @@ class EventConsumer:
                     log.warning("Kafka consumer: %s", err.str())
             if len(messages) < want or time.monotonic() >= deadline:
                 break
-        if data:
+        if data or self.acks:
             self.broker_down = None
         return data
+
+    def take_acks(self) -> list[Message]:
+        """Alert acknowledgements consumed since the last call."""
+        acks, self.acks = self.acks, []
+        return acks
 
     def all_at_end(self) -> bool:
         return bool(self.assigned) and self.assigned <= self.at_end.keys()

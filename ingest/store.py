@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,12 @@ from ingest.errors import DatabaseError
 log = logging.getLogger(__name__)
 
 CHECKPOINT_THRESHOLD = "512MB"
-MIGRATIONS = ("001_schema.sql", "002_broker_resets.sql")
+MIGRATIONS = (
+    "001_schema.sql",
+    "002_broker_resets.sql",
+    "003_alerts.sql",
+    "004_asof_window.sql",
+)
 
 _LINE = pa.struct([("sku", pa.string()), ("quantity", pa.int64())])
 _TS = pa.timestamp("us", tz="UTC")
@@ -113,9 +119,38 @@ class BatchResult:
     unknown_references: int
 
 
-def _definitions() -> list[str]:
-    """Macros and views over the store; recreated at every start so upgrades apply."""
+def span_window(span_seconds: float) -> int:
+    """The look-back window of as-of queries for a longest shipment span: rounded up to a
+    power of two hours, so the macro is rarely redefined."""
+    hours = 1
+    while hours * 3600 < span_seconds:
+        hours *= 2
+    return hours * 3600
+
+
+def partials_asof_macro(span_seconds: float) -> str:
+    """shipment_partials_asof(as_of): see shipment_partials_asof.sql."""
     partials = sql_file("shipment_partials.sql")
+    window = f"to_seconds({span_window(span_seconds)})"
+    merge = sql_file("merge_partials.sql")
+    return "CREATE OR REPLACE MACRO shipment_partials_asof(as_of) AS TABLE " + render(
+        sql_file("shipment_partials_asof.sql"),
+        waiting_merged=render(
+            merge,
+            partials="SELECT * FROM settled WHERE shipment_id IN (SELECT shipment_id FROM waiting) "
+            "UNION ALL BY NAME " + render(partials, events="waiting"),
+        ),
+        straddling_recomputed=render(
+            partials,
+            events=f"(SELECT * FROM events WHERE occurred_at <= as_of "
+            f"AND occurred_at >= as_of - {window} "
+            "AND shipment_id IN (SELECT shipment_id FROM straddling))",
+        ),
+    )
+
+
+def _definitions(span_seconds: float) -> list[str]:
+    """Macros and views over the store; recreated at every start so upgrades apply."""
     shipments = sql_file("shipments.sql")
     inventory = sql_file("inventory.sql")
     in_transit = sql_file("in_transit.sql")
@@ -141,8 +176,7 @@ def _definitions() -> list[str]:
     )
     return [
         *split_statements(sql_file("macros.sql")),
-        "CREATE OR REPLACE MACRO shipment_partials_asof(as_of) AS TABLE "
-        + render(partials, events="(SELECT * FROM events WHERE occurred_at <= as_of)"),
+        partials_asof_macro(span_seconds),
         "CREATE OR REPLACE MACRO shipments_asof(as_of, tolerance_min) AS TABLE "
         + render(
             shipments,
@@ -210,7 +244,11 @@ class Store:
             # commit when ingesting; the worker checkpoints itself when it is idle instead.
             self.con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
             self._migrate()
-            for statement in _definitions():
+            (span,) = self.con.execute(
+                "SELECT \"value\"::DOUBLE FROM settings WHERE name = 'shipment_span_seconds'"
+            ).fetchone() or (0.0,)
+            self._asof_window = span_window(span)
+            for statement in _definitions(span):
                 self.con.execute(statement)
             self.con.execute(
                 "INSERT OR REPLACE INTO settings VALUES ('on_time_tolerance_minutes', ?)",
@@ -363,8 +401,7 @@ class Store:
         con = self.con
         future = pc.greater(new_events["occurred_at"], pa.scalar(now, type=_TS))
         if pc.any(future).as_py():
-            later = new_events.filter(future).select(["event_id", "occurred_at"])
-            con.register("later", later)
+            con.register("later", new_events.filter(future))
             try:
                 con.execute("INSERT INTO future_events SELECT * FROM later")
             finally:
@@ -376,9 +413,7 @@ class Store:
         if not matured:
             return new_events
         due = con.execute(
-            "SELECT * FROM events WHERE event_id IN "
-            "(SELECT event_id FROM future_events WHERE occurred_at <= ?)",
-            [now],
+            "SELECT * FROM future_events WHERE occurred_at <= ?", [now]
         ).to_arrow_table()
         con.execute("DELETE FROM future_events WHERE occurred_at <= ?", [now])
         return pa.concat_tables([new_events, due.cast(EVENT_SCHEMA)])
@@ -396,6 +431,12 @@ class Store:
         )
         for statement in split_statements(sql_file("merge_shipment_state.sql")):
             con.execute(statement)
+        (span,) = con.execute(
+            "SELECT max(epoch(last_event_at) - epoch(first_event_at)) FROM merged_state"
+        ).fetchone() or (None,)
+        con.execute("DROP TABLE merged_state")
+        if span is not None and span_window(span) > self._asof_window:
+            self._define_partials_asof(span)
         # A shipment's stock movements follow its whole state: rebuild them for those touched.
         con.execute(
             "DELETE FROM stock_changes WHERE kind <> 'adjustment' "
@@ -408,6 +449,17 @@ class Store:
             "FROM shipment_state WHERE shipment_id IN (SELECT shipment_id FROM batch_partials))"
         )
         con.execute("DROP TABLE batch_partials")
+
+    def _define_partials_asof(self, span_seconds: float) -> None:
+        """A shipment spans longer than the as-of look-back window: widen it (in the batch's
+        transaction, so readers see the wider window with the rows that need it)."""
+        self.con.execute(partials_asof_macro(span_seconds))
+        self.con.execute(
+            "INSERT OR REPLACE INTO settings VALUES ('shipment_span_seconds', ?)",
+            [number_literal(span_seconds)],
+        )
+        self._asof_window = span_window(span_seconds)
+        log.info("as-of look-back window widened to %d h", self._asof_window // 3600)
 
     def _fold_inventory(self) -> None:
         for statement in split_statements(sql_file("fold_inventory.sql")):
@@ -492,3 +544,151 @@ class Store:
             self.con.close()
         except duckdb.Error as e:  # closing must not hide the error that led here
             log.warning("closing database %s: %s", self.path, e)
+
+    # -- alerts: written for the alert engine (ingest/alerts.py) --------------------------------
+
+    def alert_conditions(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """The alert rules' conditions that hold now (alert_conditions.sql), read on a cursor."""
+        cursor = self.con.cursor()
+        try:
+            result = cursor.execute(_alert_conditions_sql(), params)
+            columns = [d[0] for d in result.description or ()]
+            return [dict(zip(columns, row, strict=True)) for row in result.fetchall()]
+        finally:
+            cursor.close()
+
+    def open_alerts(self) -> list[dict[str, Any]]:
+        return self._alert_rows("SELECT * FROM alerts WHERE state = 'open'", [])
+
+    def alerts_by_id(self, alert_ids: Sequence[str]) -> list[dict[str, Any]]:
+        if not alert_ids:
+            return []
+        return self._alert_rows(
+            "SELECT * FROM alerts WHERE list_contains(?, alert_id)", [list(alert_ids)]
+        )
+
+    def _alert_rows(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+        result = self.con.execute(sql, params)
+        columns = [d[0] for d in result.description or ()]
+        return [dict(zip(columns, row, strict=True)) for row in result.fetchall()]
+
+    def store_alert_events(
+        self,
+        alerts: Sequence[dict[str, Any]],
+        events: Sequence[tuple[str, str, str, dt.datetime, str]],
+        now: dt.datetime,
+        dead_letters: Sequence[DeadLetter] = (),
+        next_offsets: dict[tuple[str, int], int] | None = None,
+    ) -> None:
+        """In one transaction: the alerts' new states (one row per alert_id, the last wins),
+        their events (event_id, event_type, alert_id, occurred_at, payload JSON) still to
+        publish, and for acknowledgements the rejected messages and the acks topic's offsets."""
+        latest = {row["alert_id"]: row for row in alerts}
+        rows = pa.Table.from_pylist(list(latest.values()), schema=ALERT_ROW_SCHEMA)
+        history = pa.Table.from_pylist(
+            [dict(zip(ALERT_EVENT_SCHEMA.names, event, strict=True)) for event in events],
+            schema=ALERT_EVENT_SCHEMA,
+        )
+        dead = _tables(
+            [(d.topic, d.partition, d.offset, d.reason, now, d.key, d.value) for d in dead_letters],
+            DEAD_LETTER_SCHEMA,
+        )
+        con = self.con
+        con.execute("BEGIN")
+        try:
+            con.register("alert_rows", rows)
+            con.register("alert_events", history)
+            con.register("alert_dead", dead)
+            con.execute("INSERT OR REPLACE INTO alerts BY NAME SELECT * FROM alert_rows")
+            con.execute(
+                "INSERT INTO alert_history SELECT event_id, event_type, alert_id, occurred_at, "
+                "payload::JSON, NULL FROM alert_events"
+            )
+            con.execute("INSERT INTO dead_letters SELECT * FROM alert_dead")
+            self._store_offsets(next_offsets or {}, now)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            for name in ("alert_rows", "alert_events", "alert_dead"):
+                con.unregister(name)
+
+    def unpublished_alert_events(self) -> list[tuple[str, str, str]]:
+        """(event_id, alert_id, payload) of alert events the broker has not confirmed yet."""
+        rows = self.con.execute(
+            "SELECT event_id, alert_id, payload::VARCHAR FROM alert_history "
+            "WHERE published_at IS NULL ORDER BY occurred_at, event_id"
+        ).fetchall()
+        return [(str(e), str(a), str(p)) for e, a, p in rows]
+
+    def mark_alert_events_published(self, event_ids: Sequence[str], now: dt.datetime) -> None:
+        self.con.execute(
+            "UPDATE alert_history SET published_at = ? WHERE list_contains(?, event_id)",
+            [now, list(event_ids)],
+        )
+
+    def record_alert_delivery(self, url: str | None, counters: dict[str, Any]) -> None:
+        """The webhook's counters (queued, delivered, failed, dropped, last_error, ...)."""
+        self.con.execute(
+            "UPDATE alert_delivery SET url = ?, queued = ?, delivered = ?, failed = ?, "
+            "dropped = ?, last_error = ?, last_error_at = ?, last_delivered_at = ?, "
+            "updated_at = now() WHERE id = 1",
+            [
+                url,
+                counters["queued"],
+                counters["delivered"],
+                counters["failed"],
+                counters["dropped"],
+                counters["last_error"],
+                counters["last_error_at"],
+                counters["last_delivered_at"],
+            ],
+        )
+
+
+ALERT_ROW_SCHEMA = pa.schema(
+    [
+        *((name, pa.string()) for name in (
+            "alert_id", "rule", "severity", "subject_type", "subject_id", "shipment_id",
+            "site_id", "sku", "carrier_id", "origin_site_id", "destination_site_id", "message",
+            "state",
+        )),
+        ("opened_at", _TS),
+        ("updated_at", _TS),
+        ("resolved_at", _TS),
+        ("value", pa.float64()),
+        ("threshold", pa.float64()),
+        ("revision", pa.int32()),
+        ("acked_by", pa.string()),
+        ("acked_at", _TS),
+        ("ack_note", pa.string()),
+        ("detail", pa.string()),
+    ]
+)  # fmt: skip
+ALERT_EVENT_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("event_type", pa.string()),
+        ("alert_id", pa.string()),
+        ("occurred_at", _TS),
+        ("payload", pa.string()),
+    ]
+)
+DISTRIBUTORS_SQL = "SELECT site_id FROM ref_sites WHERE kind = 'distributor'"
+
+
+@functools.cache
+def _alert_conditions_sql() -> str:
+    """alert_conditions.sql with the dashboard's shared definitions filled in."""
+    return render(
+        sql_file("alert_conditions.sql"),
+        delivery_status=render(sql_file("delivery_status.sql"), t="$now"),
+        days_of_supply=render(
+            sql_file("days_of_supply.sql"),
+            distributors=DISTRIBUTORS_SQL,
+            t="$now",
+            since="$low_days_of_supply_since",
+            window_s="$low_days_of_supply_window_s",
+        ),
+    )

@@ -34,5 +34,3 @@ LEFT JOIN shipment_state AS s USING (shipment_id);
 DELETE FROM shipment_state WHERE shipment_id IN (SELECT shipment_id FROM batch_partials);
 
 INSERT INTO shipment_state BY NAME SELECT * FROM merged_state;
-
-DROP TABLE merged_state;

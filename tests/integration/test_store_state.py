@@ -6,11 +6,12 @@ import datetime as dt
 import random
 from pathlib import Path
 
+import orjson
 import pytest
 
 from ingest.contract import Rejected, validate
 from ingest.readers import open_reader
-from ingest.store import Batch, DeadLetter, Store
+from ingest.store import Batch, DeadLetter, Store, span_window
 from tests import oracle
 from tests.scenarios import Scenario, contract_scenario, random_scenario
 from tests.state_compare import assert_same_rows, store_rows
@@ -123,3 +124,57 @@ def test_file_reader_sees_what_the_store_wrote(tmp_path: Path) -> None:
     reader = open_reader(path)
     assert reader.query("SELECT count(*) AS n FROM events").column("n")[0].as_py() == count
     reader.close()
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [contract_scenario(7), random_scenario(5), random_scenario(6)],
+    ids=["contract-7", "random-5", "random-6"],
+)
+def test_as_of_with_events_still_waiting_matches_oracle(tmp_path: Path, scenario: Scenario) -> None:
+    """As-of reads settled shipments from the live state, recomputes only those with events on
+    both sides of T, and merges events still waiting for their time: all three paths agree
+    with the oracle, before, around and after the store's clock."""
+    instants = sorted(oracle.parse_instant(e["occurred_at"]) for e in scenario.accepted)
+    clock = instants[len(instants) // 2]
+    store = Store(tmp_path / "t.duckdb")
+    load(store, scenario, seed=9, now=clock)
+    con = store.con
+    (waiting,) = con.execute("SELECT count(*) FROM future_events").fetchone()
+    assert waiting > 0  # the merge path is exercised
+    second = dt.timedelta(seconds=1)
+    times = [*scenario.as_of_times, clock - second, clock, clock + second, instants[-1], FAR_FUTURE]
+    for t in times:
+        got = store_rows(con, "shipments", t)
+        assert_same_rows(got, oracle.derive_shipments(scenario.accepted, t), f"shipments at {t}")
+        got = store_rows(con, "in-transit", t)
+        assert_same_rows(got, oracle.derive_in_transit(scenario.accepted, t), f"in-transit at {t}")
+    # The look-back window covers the longest span between a shipment's folded events.
+    (span, window_span) = con.execute(
+        "SELECT max(epoch(last_event_at) - epoch(first_event_at)), "
+        "(SELECT \"value\"::DOUBLE FROM settings WHERE name = 'shipment_span_seconds') "
+        "FROM shipment_state"
+    ).fetchone()
+    assert span_window(window_span) >= span
+    store.close()
+
+
+def test_as_of_copes_with_a_shipment_spanning_the_whole_calendar(tmp_path: Path) -> None:
+    """Timestamps from year 1 to 9999 are valid: the look-back window widens to ~10,000 years
+    and as-of queries still run and see the right positions."""
+    store = Store(tmp_path / "t.duckdb")
+    batch = Batch()
+    for offset, (event_id, instant, lat) in enumerate(
+        [("e1", "0001-01-01T00:00:00Z", 1.0), ("e2", "9999-12-31T23:59:59Z", 2.0)]
+    ):
+        value = orjson.dumps(
+            {"schema_version": 1, "event_id": event_id, "event_type": "shipment.position",
+             "occurred_at": instant, "source": "t", "shipment_id": "S", "lat": lat, "lon": 0}
+        )  # fmt: skip
+        batch.add(validate("shipments", value), "shipment-events", 0, offset)
+    store.apply_batch(batch, FAR_FUTURE.replace(year=9999, month=12, day=31, hour=23, minute=59))
+    for year, lat in ((1, 1.0), (5000, 1.0), (9999, 2.0)):
+        t = f"TIMESTAMPTZ '{year:04d}-12-31 23:59:59.5+00'"
+        (got,) = store.con.execute(f"SELECT last_lat FROM shipments_asof({t}, 60)").fetchone()
+        assert got == lat
+    store.close()
