@@ -56,9 +56,9 @@ DEEP_LEVELS: Final = 100_000
 # every set of this many messages or more (a few of each, whatever the seed).
 GUARANTEED_FROM: Final = 50
 
-_ENVELOPE: Final = ("event_id", "event_type", "schema_version", "occurred_at", "source")
+ENVELOPE_FIELDS: Final = ("event_id", "event_type", "schema_version", "occurred_at", "source")
 # Fields each type must have (besides the envelope), per the contract's tables.
-_REQUIRED: Final[dict[str, tuple[str, ...]]] = {
+REQUIRED_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "shipment.created": (
         "shipment_id",
         "origin_site_id",
@@ -79,6 +79,13 @@ _REQUIRED: Final[dict[str, tuple[str, ...]]] = {
     "inventory.counted": ("site_id", "sku", "on_hand"),
     "inventory.adjusted": ("site_id", "sku", "delta", "reason"),
 }
+
+
+def _required(event: dict[str, Any]) -> tuple[str, ...]:
+    """The envelope and the fields the event's type must have."""
+    return (*ENVELOPE_FIELDS, *REQUIRED_FIELDS[event["event_type"]])
+
+
 # Optional fields with an explicit type in the contract (`message` and the free-text `reason`s
 # have none, so no wrong type is generated for them).
 _OPTIONAL: Final[dict[str, tuple[str, ...]]] = {
@@ -418,7 +425,7 @@ class _Builder:
     def hostile_text(self) -> None:
         event = self.base()
         text = self.rng.choice(HOSTILE_TEXT)
-        ids = [f for f in _REQUIRED[event["event_type"]] if _KIND.get(f) == "id"]
+        ids = [f for f in REQUIRED_FIELDS[event["event_type"]] if _KIND.get(f) == "id"]
         choices = ["event_id", "source", *ids, *_FREE_TEXT.get(event["event_type"], ())]
         if "lines" in event:
             choices.append("lines.sku")
@@ -436,7 +443,10 @@ class _Builder:
         event = self.base()
         fields = [
             f
-            for f in (*_REQUIRED[event["event_type"]], *_OPTIONAL.get(event["event_type"], ()))
+            for f in (
+                *REQUIRED_FIELDS[event["event_type"]],
+                *_OPTIONAL.get(event["event_type"], ()),
+            )
             if _KIND.get(f) in _EDGE_VALUES
         ]
         if not fields:
@@ -450,7 +460,11 @@ class _Builder:
 
     def edge_time(self) -> None:
         event = self.base()
-        names = [f for f in (*_ENVELOPE, *_REQUIRED[event["event_type"]]) if _KIND[f] == "time"]
+        names = [
+            f
+            for f in (*ENVELOPE_FIELDS, *REQUIRED_FIELDS[event["event_type"]])
+            if _KIND[f] == "time"
+        ]
         name = self.rng.choice(names)
         event[name] = self.rng.choice(_VALID_TIMES)
         self.emit_valid(f"edge_time:{name}", event)
@@ -486,7 +500,7 @@ class _Builder:
         """A rejected message does not reserve its event_id: the valid one after it counts."""
         event = self.base()
         broken = dict(event)
-        del broken[self.rng.choice(_REQUIRED[event["event_type"]])]
+        del broken[self.rng.choice(REQUIRED_FIELDS[event["event_type"]])]
         self.emit_rejected("rejected_then_valid:rejected", broken)
         self.emit_valid("rejected_then_valid:valid", event)
 
@@ -509,7 +523,7 @@ class _Builder:
 
     def missing_field(self) -> None:
         event = self.base()
-        name = self.rng.choice((*_ENVELOPE, *_REQUIRED[event["event_type"]]))
+        name = self.rng.choice((*ENVELOPE_FIELDS, *REQUIRED_FIELDS[event["event_type"]]))
         if self.rng.random() < 0.5:
             del event[name]
             self.emit_rejected(f"missing:{name}", event)
@@ -520,8 +534,8 @@ class _Builder:
     def wrong_type(self) -> None:
         event = self.base()
         names = [
-            *_ENVELOPE,
-            *_REQUIRED[event["event_type"]],
+            *ENVELOPE_FIELDS,
+            *REQUIRED_FIELDS[event["event_type"]],
             *_OPTIONAL.get(event["event_type"], ()),
         ]
         if "lines" in event:
@@ -542,8 +556,8 @@ class _Builder:
         names = [
             f
             for f in (
-                *_ENVELOPE,
-                *_REQUIRED[event["event_type"]],
+                *ENVELOPE_FIELDS,
+                *REQUIRED_FIELDS[event["event_type"]],
                 *_OPTIONAL.get(event["event_type"], ()),
             )
             if _BAD_VALUES.get(_KIND[f])
@@ -566,7 +580,11 @@ class _Builder:
 
     def bad_time(self) -> None:
         event = self.base()
-        names = [f for f in (*_ENVELOPE, *_REQUIRED[event["event_type"]]) if _KIND[f] == "time"]
+        names = [
+            f
+            for f in (*ENVELOPE_FIELDS, *REQUIRED_FIELDS[event["event_type"]])
+            if _KIND[f] == "time"
+        ]
         name = self.rng.choice(names)
         event[name] = self.rng.choice(_BAD_TIMES)
         self.emit_rejected(f"bad_time:{name}", event)
@@ -713,7 +731,7 @@ def _templates(simulated: list[tuple[str, str, bytes, dict[str, Any]]]) -> dict[
     SKUs, times), with every optional field set so that each can be broken."""
     created = next(e for f, _, _, e in simulated if e["event_type"] == "shipment.created")
     counted = next(e for f, _, _, e in simulated if e["event_type"] == "inventory.counted")
-    envelope = {k: created[k] for k in _ENVELOPE}
+    envelope = {k: created[k] for k in ENVELOPE_FIELDS}
     ship = {**envelope, "shipment_id": created["shipment_id"], "lat": 50.11, "lon": 8.68}
     line = created["lines"][0]
     templates: dict[str, dict[str, Any]] = {
@@ -749,7 +767,7 @@ def _templates(simulated: list[tuple[str, str, bytes, dict[str, Any]]]) -> dict[
         "shipment.cancelled": {**ship, "event_type": "shipment.cancelled", "reason": "withdrawn"},
         "inventory.counted": dict(counted),
         "inventory.adjusted": {
-            **{k: counted[k] for k in (*_ENVELOPE, "site_id", "sku")},
+            **{k: counted[k] for k in (*ENVELOPE_FIELDS, "site_id", "sku")},
             "event_type": "inventory.adjusted",
             "delta": -4,
             "reason": "sold",

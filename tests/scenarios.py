@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from ingest.fuzz import ENVELOPE_FIELDS as _ENVELOPE
+from ingest.fuzz import REQUIRED_FIELDS as _REQUIRED
+
 SHIPMENTS = "shipments"
 INVENTORY = "inventory"
 BASE = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -25,29 +28,6 @@ MS = timedelta(milliseconds=1)
 Message = tuple[str, str, bytes]
 
 _DROP = object()  # marks a field to delete in a variant
-
-_ENVELOPE = ("event_id", "event_type", "schema_version", "occurred_at", "source")
-_REQUIRED = {
-    "shipment.created": (
-        "shipment_id",
-        "origin_site_id",
-        "destination_site_id",
-        "carrier_id",
-        "mode",
-        "planned_departure",
-        "planned_arrival",
-        "lines",
-    ),
-    "shipment.departed": ("shipment_id",),
-    "shipment.position": ("shipment_id", "lat", "lon"),
-    "shipment.eta_updated": ("shipment_id", "eta"),
-    "shipment.exception": ("shipment_id", "code", "severity"),
-    "shipment.arrived": ("shipment_id",),
-    "shipment.delivered": ("shipment_id", "lines"),
-    "shipment.cancelled": ("shipment_id",),
-    "inventory.counted": ("site_id", "sku", "on_hand"),
-    "inventory.adjusted": ("site_id", "sku", "delta", "reason"),
-}
 
 
 @dataclass

@@ -15,6 +15,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ingest.contract import EVENT_COLUMNS, INVENTORY, SHIPMENTS, Rejected, to_row, validate
+from ingest.fuzz import ENVELOPE_FIELDS as ENVELOPE
+from ingest.fuzz import REQUIRED_FIELDS as REQUIRED
 from ingest.network import load_network
 from ingest.simulator import SimulationSettings, simulate
 
@@ -29,20 +31,6 @@ TIME_FIELDS = ("occurred_at", "planned_departure", "planned_arrival", "eta")
 INT_FIELDS = ("on_hand", "delta", "damaged_quantity", "estimated_delay_minutes")
 FLOAT_FIELDS = ("lat", "lon", "speed_kmh", "heading_deg")
 ENUM_FIELDS = ("mode", "code", "severity")
-REQUIRED = {
-    "shipment.created": ("shipment_id", "origin_site_id", "destination_site_id", "carrier_id",
-                         "mode", "planned_departure", "planned_arrival", "lines"),
-    "shipment.departed": ("shipment_id",),
-    "shipment.position": ("shipment_id", "lat", "lon"),
-    "shipment.eta_updated": ("shipment_id", "eta"),
-    "shipment.exception": ("shipment_id", "code", "severity"),
-    "shipment.arrived": ("shipment_id",),
-    "shipment.delivered": ("shipment_id", "lines"),
-    "shipment.cancelled": ("shipment_id",),
-    "inventory.counted": ("site_id", "sku", "on_hand"),
-    "inventory.adjusted": ("site_id", "sku", "delta", "reason"),
-}  # fmt: skip
-ENVELOPE = ("event_id", "event_type", "schema_version", "occurred_at", "source")
 EVENT_TYPES = tuple(sorted(REQUIRED))
 
 
