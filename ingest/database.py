@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from ingest.errors import DatabaseError, DatabaseInUseError
 DUCKDB_VERSION = "v1.5.5"
 # httpfs must be loaded before quack on both ends, or ATTACH tries to download it.
 EXTENSIONS = ("httpfs", "quack", "excel")
+# A writer waits this long for the file's lock: a reader of the file (the dashboard while the
+# worker is down) holds it for milliseconds at a time; another writer holds it for good.
+WRITE_LOCK_WAIT_S = 5.0
 
 
 def extension_path(name: str) -> Path:
@@ -44,6 +48,18 @@ def configure(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET TimeZone = 'UTC'")
 
 
+def _connect_waiting_for_readers(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """duckdb.connect; a writer retries for WRITE_LOCK_WAIT_S while the lock is held."""
+    deadline = time.monotonic() + (0.0 if read_only else WRITE_LOCK_WAIT_S)
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as e:
+            if "lock" not in str(e).lower() or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.05)
+
+
 def connect_file(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
     """Open the database file; a lock held by another process becomes DatabaseInUseError."""
     if read_only and not path.exists():
@@ -51,7 +67,7 @@ def connect_file(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        con = duckdb.connect(str(path), read_only=read_only)
+        con = _connect_waiting_for_readers(path, read_only=read_only)
     except duckdb.IOException as e:
         if "lock" in str(e).lower():
             holder = re.search(r"\(PID (\d+)\)", str(e))

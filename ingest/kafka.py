@@ -45,6 +45,8 @@ def ensure_topics(
         except KafkaException as e:
             if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise BrokerError(f"cannot create topic {topic}: {e.args[0].str()}") from e
+        except TimeoutError as e:
+            raise BrokerError(f"cannot create topic {topic}: no answer in {timeout_s:g}s") from e
 
 
 def topic_ids(
@@ -62,15 +64,36 @@ def topic_ids(
             if e.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
                 continue
             raise BrokerError(f"cannot describe topic {topic}: {e.args[0].str()}") from e
+        except TimeoutError as e:
+            raise BrokerError(f"cannot describe topic {topic}: no answer in {timeout_s:g}s") from e
     return ids
+
+
+class _DebugLog:
+    """librdkafka's own log lines (its `logger` setting), kept at DEBUG: for callers that
+    report client errors themselves instead of letting the library repeat them on stderr."""
+
+    def log(self, _level: int, msg: str, *args: object) -> None:
+        log.debug(msg, *args)
 
 
 class EventProducer:
     """Idempotent producer; counts failed deliveries instead of losing them silently."""
 
-    def __init__(self, settings: KafkaSettings) -> None:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        on_error: Callable[[KafkaError], None] | None = None,
+    ) -> None:
+        """`on_error`: the caller reports client errors itself; each one is passed to it, and
+        librdkafka's own log lines go to DEBUG. Without it, fatal and all-brokers-down errors
+        are logged as warnings."""
         self._settings = settings
-        self._producer = Producer(settings.producer_config() | {"error_cb": self._on_error})
+        self._caller_on_error = on_error
+        conf = settings.producer_config() | {"error_cb": self._on_error}
+        if on_error is not None:
+            conf["logger"] = _DebugLog()
+        self._producer = Producer(conf)
         self.delivered = 0
         self.failed = 0
         self.last_error: str | None = None
@@ -78,7 +101,10 @@ class EventProducer:
     def _on_error(self, error: KafkaError) -> None:
         if error.fatal() or error.code() == KafkaError._ALL_BROKERS_DOWN:
             self.last_error = error.str()
-            log.warning("Kafka producer: %s", error.str())
+            if self._caller_on_error is None:
+                log.warning("Kafka producer: %s", error.str())
+        if self._caller_on_error is not None:
+            self._caller_on_error(error)
 
     def _on_delivery(self, error: KafkaError | None, _msg: object) -> None:
         if error is None:
@@ -121,9 +147,9 @@ class EventProducer:
                 self._producer.poll(0.05)
         self._producer.poll(0)
 
-    def poll(self) -> None:
-        """Serve delivery reports without waiting."""
-        self._producer.poll(0)
+    def poll(self, timeout_s: float = 0.0) -> None:
+        """Serve delivery reports, waiting up to `timeout_s` for one (by default not at all)."""
+        self._producer.poll(timeout_s)
 
     def flush(self, timeout_s: float = 30.0) -> None:
         remaining = self._producer.flush(timeout_s)
