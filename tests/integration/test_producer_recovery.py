@@ -187,7 +187,7 @@ def test_worker_keeps_storing_what_the_simulator_sends_after_a_broker_restart(
     try:
         wait_until(lambda: accepted(db) > 0, "the worker to store events", timeout_s=90)
         kill_and_restart(brokers, simulator)
-        # The worker notices the reset itself (at its next topic check, up to 30 s later).
+        # The worker notices the reset itself (at its next topic check, up to 10 s later).
         wait_until(
             lambda: "the broker lost its data" in worker_log.read_text(),
             "the worker to notice the reset",
