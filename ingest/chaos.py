@@ -1,10 +1,12 @@
 """The `tiretrack chaos` command: the worker killed at random moments at full size, fuzzed input,
-and shuffled arrival orders, each compared with an undisturbed run.
+shuffled arrival orders, each compared with an undisturbed run, and concurrent dashboard users.
 
-Three checks, each against the real thing: the worker runs as a child process (`tiretrack
+Four checks, each against the real thing: the worker runs as a child process (`tiretrack
 ingest`) on a private local broker and is sent SIGKILL and SIGTERM; the fuzzer is `ingest.fuzz`;
-permutations go through `build_batch` and `Store.apply_batch` exactly as the worker's batches do.
-The worker-process helpers and the permutation plumbing are shared with the tests.
+permutations go through `build_batch` and `Store.apply_batch` exactly as the worker's batches do;
+the sessions check (`ingest.sessions`) opens real browser sessions on the dashboard while the
+worker ingests at a fixed rate. The worker-process helpers and the permutation plumbing are
+shared with the tests.
 """
 
 from __future__ import annotations
@@ -45,11 +47,12 @@ from ingest.export import DATASETS, dataset_source
 from ingest.fuzz import run_fuzz
 from ingest.kafka import ensure_topics
 from ingest.network import load_network
+from ingest.sessions import SessionsSettings, run_sessions
 from ingest.simulator import SimulationSettings, simulate
 from ingest.store import Store
 from ingest.worker import build_batch
 
-CHECKS = ("crashes", "fuzz", "permutations")
+CHECKS = ("crashes", "fuzz", "permutations", "sessions")
 TOLERANCE_MINUTES = 60.0
 
 # --- the worker as a process ------------------------------------------------------------------
@@ -1035,6 +1038,9 @@ class ChaosSettings:
     sigterms: int = 3
     fuzz_messages: int = 10_000
     permutations: int = 1000
+    sessions: int = SessionsSettings.sessions
+    session_rate: float = SessionsSettings.rate
+    session_seconds: float = SessionsSettings.seconds
     seed: int = 42
     work_dir: Path | None = None
     skip: tuple[str, ...] = ()
@@ -1056,7 +1062,7 @@ def run_chaos(settings: ChaosSettings, say: Callable[[str], None]) -> dict[str, 
     }
     broker: LocalBroker | None = None
     try:
-        if {"crashes", "fuzz"} - set(settings.skip):
+        if {"crashes", "fuzz", "sessions"} - set(settings.skip):
             broker = start_broker("127.0.0.1", free_port(), log_file=work_dir / "broker.log")
         for check in CHECKS:
             if check in settings.skip:
@@ -1098,6 +1104,26 @@ def _run_check(
         perms = run_permutations(settings.permutations, settings.seed, say)
         return asdict(perms) | {"ok": perms.failure is None, "line": perms.line()}
     assert broker is not None
+    if check == "sessions":
+        say(
+            f"sessions: {settings.sessions} browser sessions on the dashboard for "
+            f"{settings.session_seconds:g} s while producing {settings.session_rate:,.0f} "
+            "events/s..."
+        )
+        sessions = run_sessions(
+            _fresh_topics(broker.bootstrap_servers, "sessions"),
+            work_dir / "sessions",
+            SessionsSettings(
+                sessions=settings.sessions, rate=settings.session_rate,
+                seconds=settings.session_seconds, seed=settings.seed,
+            ),
+            say,
+        )  # fmt: skip
+        return asdict(sessions) | {
+            "ok": sessions.failure is None,
+            "line": sessions.line(),
+            "details": sessions.details(),
+        }
     if check == "crashes":
         crash_dir = work_dir / "crashes"
         crash_dir.mkdir(exist_ok=True)
@@ -1193,12 +1219,38 @@ def render_report(results: dict[str, Any]) -> str:
     "stored and compared with the in-order run.",
 )
 @click.option(
+    "--sessions",
+    type=click.IntRange(min=1),
+    default=SessionsSettings.sessions,
+    show_default=True,
+    envvar="TIRETRACK_CHAOS_SESSIONS",
+    help="Browser sessions (Chromium) on the dashboard at once, each signed in on its own "
+    "page, while the worker ingests at --session-rate.",
+)
+@click.option(
+    "--session-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=SessionsSettings.rate,
+    show_default=True,
+    envvar="TIRETRACK_CHAOS_SESSION_RATE",
+    help="Events per second produced while the sessions run.",
+)
+@click.option(
+    "--session-seconds",
+    type=click.FloatRange(min=1),
+    default=SessionsSettings.seconds,
+    show_default=True,
+    envvar="TIRETRACK_CHAOS_SESSION_SECONDS",
+    help="Seconds every session stays on its page once all of them show it.",
+)
+@click.option(
     "--seed",
     type=int,
     default=42,
     show_default=True,
     envvar="TIRETRACK_CHAOS_SEED",
-    help="Seed of the simulator, the kill moments, the fuzzer and the permutations.",
+    help="Seed of the simulator, the kill moments, the fuzzer, the permutations and the "
+    "sessions' producer.",
 )
 @click.option(
     "--json",
@@ -1229,15 +1281,20 @@ def chaos(
     sigterms: int,
     fuzz_messages: int,
     permutations: int,
+    sessions: int,
+    session_rate: float,
+    session_seconds: float,
     seed: int,
     json_path: Path | None,
     work_dir: Path | None,
     skip: tuple[str, ...],
 ) -> None:
-    """Check reliability at full size: kill -9 mid-ingest, fuzzed input, arrival orders."""
+    """Check reliability at full size: kill -9 mid-ingest, fuzzed input, arrival orders,
+    concurrent dashboard users."""
     settings = ChaosSettings(
         events=events, kills=kills, sigterms=sigterms, fuzz_messages=fuzz_messages,
-        permutations=permutations, seed=seed, work_dir=work_dir, skip=tuple(skip),
+        permutations=permutations, sessions=sessions, session_rate=session_rate,
+        session_seconds=session_seconds, seed=seed, work_dir=work_dir, skip=tuple(skip),
     )  # fmt: skip
     results = run_chaos(settings, say=lambda line: click.echo(line, err=True))
     click.echo(render_report(results))
