@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+import ingest.store
 from ingest.contract import Rejected, validate
 from ingest.readers import open_reader
 from ingest.store import Batch, DeadLetter, Store, span_window
@@ -58,7 +59,13 @@ def load(store: Store, scenario: Scenario, seed: int, now: dt.datetime) -> tuple
     [contract_scenario(7), contract_scenario(8), random_scenario(1), random_scenario(2)],
     ids=["contract-7", "contract-8", "random-1", "random-2"],
 )
-def test_as_of_state_matches_oracle(tmp_path: Path, scenario: Scenario) -> None:
+@pytest.mark.parametrize("probe_max", [2000, 0], ids=["index-probe", "on-conflict"])
+def test_as_of_state_matches_oracle(
+    tmp_path: Path, scenario: Scenario, probe_max: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both ways of skipping stored ids (probing the key's index for small batches, ON CONFLICT
+    for large ones) keep exactly the new events."""
+    monkeypatch.setattr(ingest.store, "INDEX_PROBE_MAX_EVENTS", probe_max)
     store = Store(tmp_path / "t.duckdb")
     accepted, duplicates, rejected = load(store, scenario, seed=3, now=FAR_FUTURE)
     assert rejected == len(scenario.rejected)
