@@ -64,7 +64,10 @@ class Simulator:
         if self.out is None:
             if self.process.poll() is None:
                 self.process.send_signal(signal.SIGTERM)
-            self.out, _ = self.process.communicate(timeout=60)
+            # Not communicate(): it would read stderr too, racing the reader thread for the
+            # last lines (the exit summary). stdout holds one short line: no pipe can fill.
+            self.process.wait(timeout=60)
+            self.out = self.process.stdout.read()  # type: ignore[union-attr]
             self._reader.join(timeout=10)
         return self.process.returncode, self.out
 
