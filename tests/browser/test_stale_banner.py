@@ -112,12 +112,14 @@ def test_stale_banner_comes_and_goes_with_the_worker(
             def live_again() -> bool:
                 assert restarted.poll() is None, worker_log.read_text()[-3000:]
                 seen.update(text for text in (STALE, UNREACHABLE) if shows(page, text))
-                return shows(page, LIVE) and not shows(page, STALE)
+                # Every element recovers, not just the banner: each panel refreshes on its own
+                # timer, and one may still show the brief "unreachable" of the restart window
+                # (the worker has opened the file but not started serving yet).
+                return shows(page, LIVE) and not shows(page, STALE) and not shows(page, UNREACHABLE)
 
             wait_until(live_again, 60, "the banner going away")
             live_after = time.monotonic() - restarted_at
             assert page.evaluate("window.tiretrackNoReload") is True, "the page was reloaded"
-            assert not shows(page, UNREACHABLE)
         print(
             f"\nstale banner {stale_after:.1f} s after SIGKILL; live again {live_after:.1f} s "
             f"after the restart; shown meanwhile: {sorted(seen) or 'nothing else'}"
