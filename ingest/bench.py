@@ -1027,7 +1027,13 @@ def _alerts_during_ingest(
     catching up (normally they wait for the end of the log), without a webhook and with one
     that refuses every connection: the alerts' cost, and whether a dead webhook slows ingest."""
     rules = work_dir / "alert_rules.toml"
-    rules.write_text("[engine]\nevaluate_while_catching_up = true\n", encoding="utf-8")
+    # No opening debounce for the shipment rules: a tiny run ends within their default 30 s,
+    # and alerts must then still flow to the webhook (the cost measured is the evaluation).
+    rules.write_text(
+        "[engine]\nevaluate_while_catching_up = true\n"
+        "[late]\nopen_after_s = 0.0\n[at_risk]\nopen_after_s = 0.0\n",
+        encoding="utf-8",
+    )
     tag = uuid.uuid4().hex[:8]
     alert_args = (
         "--alert-rules", str(rules), "--alert-time-scale", f"{SIM_TIME_SCALE:g}",
