@@ -181,7 +181,7 @@ def _tiretrack_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "ingest", *args]
 
 
-def _kafka_args(kafka: KafkaSettings) -> list[str]:
+def kafka_args(kafka: KafkaSettings) -> list[str]:
     return [
         "--bootstrap-servers", kafka.bootstrap_servers,
         "--shipments-topic", kafka.shipments_topic,
@@ -226,7 +226,7 @@ class PeakRss:
         return self.peak_mb
 
 
-def _stop_child(process: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
+def stop_child(process: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
     """SIGTERM (the worker finishes its batch and checkpoints), SIGKILL if it hangs."""
     if process.poll() is not None:
         return
@@ -258,7 +258,7 @@ def produce_backfill(
             window = n / rate * WINDOW_MARGIN
             log_path = log_dir / f"simulate-{seed}-{shard}.log"
             command = _tiretrack_command(
-                "simulate", *_kafka_args(kafka),
+                "simulate", *kafka_args(kafka),
                 "--seed", str(seed * 100 + shard), "--rate", f"{rate:g}",
                 "--time-scale", f"{SIM_TIME_SCALE:g}", "--backfill",
                 "--duration", f"{window:.0f}", "--max-events", str(n),
@@ -459,7 +459,7 @@ def run_ingest(kafka: KafkaSettings, db_path: Path, log_path: Path, *extra: str)
     since = dt.datetime.now(dt.UTC)
     started = time.monotonic()
     command = _tiretrack_command(
-        "ingest", *_kafka_args(kafka), "--db", str(db_path), "--stop-at-end", "--no-serve",
+        "ingest", *kafka_args(kafka), "--db", str(db_path), "--stop-at-end", "--no-serve",
         "--progress-interval", "5", *extra,
     )  # fmt: skip
     with log_path.open("ab") as out:
@@ -474,7 +474,7 @@ def run_ingest(kafka: KafkaSettings, db_path: Path, log_path: Path, *extra: str)
     try:
         process.wait()
     except BaseException:
-        _stop_child(process)
+        stop_child(process)
         raise
     finally:
         rss = sampler.stop()
@@ -533,7 +533,7 @@ def serving_worker(kafka: KafkaSettings, db_path: Path, log_path: Path) -> Itera
     """The worker as it runs in production (consuming, serving over Quack), and a reader of it
     over Quack from this process."""
     command = _tiretrack_command(
-        "ingest", *_kafka_args(kafka), "--db", str(db_path), "--serve-port", str(free_port()),
+        "ingest", *kafka_args(kafka), "--db", str(db_path), "--serve-port", str(free_port()),
         "--progress-interval", "5",
     )  # fmt: skip
     with log_path.open("ab") as out:
@@ -569,7 +569,7 @@ def serving_worker(kafka: KafkaSettings, db_path: Path, log_path: Path) -> Itera
     finally:
         if worker is not None:
             worker.reader.close()
-        _stop_child(process)
+        stop_child(process)
         rss = sampler.stop()
         if worker is not None:
             worker.rss_mb_peak = rss

@@ -36,8 +36,7 @@ import duckdb
 import orjson
 from confluent_kafka import Message
 
-from ingest.bench import BenchSettings, consume_all, machine, produce_backfill
-from ingest.bench import _kafka_args as kafka_args
+from ingest.bench import BenchSettings, consume_all, kafka_args, machine, produce_backfill
 from ingest.broker import LocalBroker, free_port, start_broker
 from ingest.config import DLQ_SUFFIX, REPO_DIR, IngestSettings, KafkaSettings
 from ingest.contract import INVENTORY, SHIPMENTS, Rejected, validate

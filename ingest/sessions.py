@@ -37,11 +37,11 @@ from ingest.bench import (
     MALFORMED_RATE,
     OUT_OF_ORDER_RATE,
     dashboard_queries,
+    kafka_args,
     percentile,
     query_samples,
+    stop_child,
 )
-from ingest.bench import _kafka_args as kafka_args
-from ingest.bench import _stop_child as stop_child
 from ingest.broker import free_port
 from ingest.config import REPO_DIR, KafkaSettings
 from ingest.errors import TiretrackError
