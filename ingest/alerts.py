@@ -23,6 +23,7 @@ import time
 import tomllib
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -46,6 +47,9 @@ SEVERITIES: Final = ("info", "warning", "critical")
 SCHEMA_VERSION: Final = 1
 RETRY_PUBLISH_S: Final = 5.0
 BOOKKEEPING_INTERVAL_S: Final = 1.0
+# The rules take at most this share of the time: on a large store an evaluation costs 100-500
+# ms, which every second would keep a core busy the batches need.
+EVALUATION_DUTY: Final = 0.2
 OPENED, UPDATED, RESOLVED, ACKNOWLEDGED = (
     "alert.opened",
     "alert.updated",
@@ -518,17 +522,26 @@ def _updated(alert: Alert, condition: Condition, now: dt.datetime) -> Alert:
 
 def _changed(alert: Alert, condition: Condition, rule: Rule) -> bool:
     """A material change: severity, detail or threshold, or the value by update_min_change."""
-    if (
-        alert.severity != condition.severity
-        or alert.detail != condition.detail
-        or alert.threshold != condition.threshold
-    ):
+    return _differs(
+        alert, condition.severity, condition.detail, condition.threshold, condition.value, rule
+    )
+
+
+def _differs(
+    alert: Alert,
+    level: str,
+    detail: str | None,
+    threshold: float | None,
+    value: float | None,
+    rule: Rule,
+) -> bool:
+    if alert.severity != level or alert.detail != detail or alert.threshold != threshold:
         return True
-    if (alert.value is None) != (condition.value is None):
+    if (alert.value is None) != (value is None):
         return True
-    if alert.value is None or condition.value is None or rule.update_min_change <= 0:
+    if alert.value is None or value is None or rule.update_min_change <= 0:
         return False
-    return abs(condition.value - alert.value) >= rule.update_min_change
+    return abs(value - alert.value) >= rule.update_min_change
 
 
 # --- conditions from the store's rows -----------------------------------------------------------
@@ -554,22 +567,36 @@ def condition_params(rules: AlertRules, now: dt.datetime) -> dict[str, Any]:
 
 
 def conditions_from_rows(
-    rows: Iterable[Mapping[str, Any]], rules: AlertRules, now: dt.datetime
+    rows: Iterable[Mapping[str, Any]],
+    rules: AlertRules,
+    now: dt.datetime,
+    open_alerts: Mapping[tuple[str, str], Alert] | None = None,
 ) -> list[Condition]:
-    """Severity and message for each row of alert_conditions.sql."""
+    """Severity and message for each row of alert_conditions.sql. A condition that leaves its
+    open alert unchanged (see `_changed`) keeps that alert's message: `transitions` ignores it
+    then, and writing thousands of sentences per evaluation only to drop them cost most of an
+    evaluation's Python time on a large network."""
+    known = open_alerts or {}
     found = []
     for row in rows:
         rule = rules[row["rule"]]
         value = None if row["value"] is None else float(row["value"])
+        level = severity(rule, value)
+        threshold = None if row["threshold"] is None else float(row["threshold"])
+        alert = known.get((rule.name, row["subject_id"]))
+        if alert is not None and not _differs(alert, level, row["detail"], threshold, value, rule):
+            text = alert.message
+        else:
+            text = message(row, now)
         found.append(
             Condition(
                 rule=rule.name,
                 subject_type=row["subject_type"],
                 subject_id=row["subject_id"],
-                severity=severity(rule, value),
-                message=message(row, now),
+                severity=level,
+                message=text,
                 value=value,
-                threshold=None if row["threshold"] is None else float(row["threshold"]),
+                threshold=threshold,
                 detail=row["detail"],
                 shipment_id=row["shipment_id"],
                 site_id=row["site_id"],
@@ -796,8 +823,23 @@ def webhook_settings(settings: IngestSettings, rules: AlertRules) -> WebhookSett
     )
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation's instant and scope, fixed when it starts."""
+
+    now: dt.datetime
+    now_mono: float
+    slow: bool  # the slow rules (SLOW_RULES) are evaluated too
+    params: dict[str, Any]
+
+
 class AlertEngine:
-    """Runs in the worker's loop and thread: evaluates, stores, publishes, offers to the webhook."""
+    """Runs in the worker's loop and thread: evaluates, stores, publishes, offers to the webhook.
+
+    The rules' SQL and the conditions built from its rows (100-500 ms on a large store) run on a
+    thread of their own, over a cursor of the store, so the worker's loop keeps storing batches
+    meanwhile: an evaluation in the loop held every event behind it. The transitions, the writes
+    and the publication stay on the worker's thread, the only one that changes alerts."""
 
     def __init__(
         self,
@@ -827,6 +869,10 @@ class AlertEngine:
         self._retry_at = 0.0
         self._last_bookkeeping = -math.inf
         self._webhook_counters: dict[str, Any] | None = None
+        self._reader = store.cursor()  # made here: only the worker's thread touches store.con
+        self._evaluator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alert-rules")
+        self._running: tuple[Evaluation, Future[list[Condition]]] | None = None
+        self._last_cost_s = 0.0  # wall time of the last evaluation, applied
         left = store.unpublished_alert_events()
         if left:
             log.info("publishing %d alert event(s) left unpublished by the last run", len(left))
@@ -846,18 +892,31 @@ class AlertEngine:
         self.dead_letter_window.record(time.monotonic(), first_offsets, next_offsets, dead_letters)
 
     def tick(self, *, stored_batch: bool, caught_up: bool) -> None:
-        """Evaluate when due, then move the publication and the webhook's counters along."""
+        """Start an evaluation when due, apply one that finished, then move the publication
+        and the webhook's counters along. Never waits for the rules' SQL."""
         if caught_up and not self.live:
             log.info("read every partition to its end: alert rules are now evaluated")
             self.live = True
+        if self._running is not None and self._running[1].done():
+            evaluation, future = self._running
+            self._running = None
+            self._apply(evaluation, future.result())
+            self._last_cost_s = time.monotonic() - evaluation.now_mono
         now_mono = time.monotonic()
         since = now_mono - self._last_evaluation
         engine = self.rules.engine
-        if self.live and (
-            since >= engine.eval_interval_s or (stored_batch and since >= engine.min_interval_s)
+        after_batch_s = max(engine.min_interval_s, self._last_cost_s / EVALUATION_DUTY)
+        if (
+            self.live
+            and self._running is None
+            and (since >= engine.eval_interval_s or (stored_batch and since >= after_batch_s))
         ):
             self._last_evaluation = now_mono
-            self.evaluate(dt.datetime.now(dt.UTC))
+            evaluation = self._plan(dt.datetime.now(dt.UTC))
+            self._running = (
+                evaluation,
+                self._evaluator.submit(self._conditions, evaluation, dict(self.open)),
+            )
         self._producer.poll()
         if now_mono - self._last_bookkeeping >= BOOKKEEPING_INTERVAL_S:
             # Small writes (published marks, webhook counters), batched: each is a commit.
@@ -866,26 +925,41 @@ class AlertEngine:
             self._record_webhook()
 
     def evaluate(self, now: dt.datetime) -> list[Change]:
-        """One evaluation of every rule; stores and publishes what changed."""
+        """One evaluation of every rule, here and now; stores and publishes what changed."""
+        evaluation = self._plan(now)
+        return self._apply(evaluation, self._conditions(evaluation, self.open))
+
+    def _plan(self, now: dt.datetime) -> Evaluation:
         now = milliseconds(now)
         now_mono = time.monotonic()
         params = condition_params(self.rules, now)
         slow = now_mono - self._last_slow_evaluation >= self.rules.engine.slow_interval_s
         if not slow:
             params |= {f"{name}_on": False for name in SLOW_RULES}
-        rows = self.store.alert_conditions(params)
-        conditions = conditions_from_rows(rows, self.rules, now)
-        if slow:
-            self._last_slow_evaluation = now_mono
+        return Evaluation(now, now_mono, slow, params)
+
+    def _conditions(
+        self, evaluation: Evaluation, open_alerts: Mapping[tuple[str, str], Alert]
+    ) -> list[Condition]:
+        """The conditions of the SQL rules (on the evaluator's thread, or the caller's)."""
+        rows = self.store.alert_conditions(evaluation.params, self._reader)
+        return conditions_from_rows(rows, self.rules, evaluation.now, open_alerts)
+
+    def _apply(self, evaluation: Evaluation, conditions: list[Condition]) -> list[Change]:
+        """Transitions for the conditions found, stored and published (the worker's thread)."""
+        if evaluation.slow:
+            self._last_slow_evaluation = evaluation.now_mono
             self._slow_conditions = [c for c in conditions if c.rule in SLOW_RULES]
         else:
-            conditions += self._slow_conditions
+            conditions = conditions + self._slow_conditions
         window = self.rules["dead_letter_rate"]["window_s"]
         conditions += dead_letter_conditions(
-            self.dead_letter_window.totals(now_mono, window), self.rules
+            self.dead_letter_window.totals(evaluation.now_mono, window), self.rules
         )
-        changes, self.pending = transitions(self.open, self.pending, conditions, now, self.rules)
-        self._commit(changes, now)
+        changes, self.pending = transitions(
+            self.open, self.pending, conditions, evaluation.now, self.rules
+        )
+        self._commit(changes, evaluation.now)
         return changes
 
     def read_acks(self, messages: Sequence[Message]) -> AckBatch:
@@ -945,6 +1019,11 @@ class AlertEngine:
 
     def close(self) -> None:
         """Flush what is being published (the rest waits in the outbox for the next run)."""
+        if self._running is not None:  # its conditions are dropped: the next run evaluates
+            self._running[1].exception()
+            self._running = None
+        self._evaluator.shutdown()
+        self._reader.close()
         try:
             self._producer.flush(10.0)
         except BrokerError as e:  # what failed is counted per event just below

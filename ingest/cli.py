@@ -23,6 +23,7 @@ from ingest.config import (
     DEFAULT_DEMO_DB,
     DEFAULT_GROUP_ID,
     DEFAULT_INVENTORY_TOPIC,
+    DEFAULT_MEMORY_LIMIT,
     DEFAULT_SECRETS,
     DEFAULT_SERVE_HOST,
     DEFAULT_SERVE_PORT,
@@ -270,6 +271,15 @@ def broker(host: str, port: int) -> None:
         )
 
 
+def _memory_size(_ctx: Any, _param: Any, value: str) -> str:
+    from ingest.database import memory_size
+
+    try:
+        return memory_size(value)
+    except TiretrackError as e:
+        raise click.BadParameter(str(e)) from e
+
+
 def _instant(_ctx: Any, _param: Any, value: str | None) -> dt.datetime | None:
     if value is None:
         return None
@@ -408,6 +418,15 @@ def replay(file: Path, pace: bool, **kw: Any) -> None:
     help="Seconds to wait for the first message of a batch (the rest is what already arrived).",
 )
 @click.option(
+    "--memory-limit",
+    envvar="TIRETRACK_MEMORY_LIMIT",
+    default=DEFAULT_MEMORY_LIMIT,
+    show_default=True,
+    callback=_memory_size,
+    help="DuckDB's memory limit for the worker, e.g. 1GB or 512MB (cold data is re-read from "
+    "the file).",
+)
+@click.option(
     "--stop-at-end",
     is_flag=True,
     envvar="TIRETRACK_STOP_AT_END",
@@ -444,6 +463,7 @@ def ingest(**kw: Any) -> None:
         ),
         batch_size=kw["batch_size"],
         batch_timeout_s=kw["batch_timeout"],
+        memory_limit=kw["memory_limit"],
         stop_at_end=kw["stop_at_end"],
         on_time_tolerance_minutes=kw["tolerance"],
         progress_interval_s=kw["progress_interval"],

@@ -16,6 +16,10 @@ DEFAULT_DEMO_DB = REPO_DIR / "data" / "runtime" / "demo.duckdb"
 DEFAULT_SECRETS = REPO_DIR / ".streamlit" / "secrets.toml"
 DEFAULT_ALERT_RULES = REPO_DIR / "data" / "alert_rules.toml"
 DEFAULT_WEBHOOK_TIMEOUT_S = 5.0
+# DuckDB's memory_limit for the worker. Its default (80 % of RAM) lets the buffer pool keep every
+# block it ever read or wrote: the worker held 1.8 GiB at 10M events. Cold blocks are read back
+# from the file when needed; data not checkpointed yet may spill to <db>.tmp.
+DEFAULT_MEMORY_LIMIT = "1GB"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_SHIPMENTS_TOPIC = "shipment-events"
 DEFAULT_INVENTORY_TOPIC = "inventory-events"
@@ -168,6 +172,7 @@ class IngestSettings:
     serve: ServeSettings = field(default_factory=ServeSettings)
     batch_size: int = 20000
     batch_timeout_s: float = 0.2
+    memory_limit: str = DEFAULT_MEMORY_LIMIT  # DuckDB's memory_limit for the worker
     stop_at_end: bool = False
     on_time_tolerance_minutes: float = 60.0
     progress_interval_s: float = 10.0

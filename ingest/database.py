@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from ingest.errors import DatabaseError, DatabaseInUseError
+from ingest.errors import ConfigError, DatabaseError, DatabaseInUseError
 
 DUCKDB_VERSION = "v1.5.5"
 # httpfs must be loaded before quack on both ends, or ATTACH tries to download it.
@@ -39,6 +39,24 @@ def extension_path(name: str) -> Path:
 def load_extensions(con: duckdb.DuckDBPyConnection, names: tuple[str, ...] = EXTENSIONS) -> None:
     for name in names:
         con.execute(f"LOAD '{extension_path(name)}'")
+
+
+_MEMORY_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", re.I)
+
+
+def memory_size(text: str) -> str:
+    """A memory size as DuckDB reads it (`512MB`, `1.5GB`, `2GiB`), checked and normalised."""
+    match = _MEMORY_SIZE.fullmatch(text)
+    if match is None:
+        raise ConfigError(f"memory size {text!r} is not a size: give e.g. 1GB, 512MB or 2GiB")
+    number, unit = match.groups()
+    units = {u.lower(): u for u in ("B", "KB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB")}
+    return f"{number}{units[unit.lower()]}"
+
+
+def set_memory_limit(con: duckdb.DuckDBPyConnection, size: str) -> None:
+    """Cap DuckDB's memory (its buffer pool: cold blocks are read back from the file)."""
+    con.execute(f"SET memory_limit = {string_literal(memory_size(size))}")
 
 
 def configure(con: duckdb.DuckDBPyConnection) -> None:

@@ -14,12 +14,14 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ingest.config import DEFAULT_MEMORY_LIMIT
 from ingest.contract import EVENT_COLUMNS, Event, to_columns
 from ingest.database import (
     connect_file,
     load_extensions,
     number_literal,
     render,
+    set_memory_limit,
     split_statements,
     sql_file,
     string_literal,
@@ -235,13 +237,67 @@ def events_table(batch: Batch, ingested_at: dt.datetime) -> pa.Table:
     return pa.concat_tables(parts) if parts else EVENT_SCHEMA.empty_table()
 
 
+@dataclass(frozen=True)
+class KnownReferences:
+    """The reference data's ids, as loaded into the ref_* tables."""
+
+    sites: frozenset[str]
+    skus: frozenset[str]
+    carriers: frozenset[str]
+
+
+def _values(column: pa.ChunkedArray | pa.Array) -> set[str]:
+    return {v for v in pc.unique(column.drop_null()).to_pylist()}
+
+
+def has_unknown_references(events: pa.Table, known: KnownReferences) -> bool:
+    """Whether any event names a site, SKU or carrier absent from the reference data: only
+    then does unknown_references.sql run (the usual batch names known ones only)."""
+    sites = set().union(
+        *(_values(events[c]) for c in ("origin_site_id", "destination_site_id", "site_id"))
+    )
+    skus = _values(events["sku"]) | _values(
+        pc.struct_field(pc.list_flatten(events["lines"]), "sku")
+    )
+    return (
+        not sites <= known.sites
+        or not skus <= known.skus
+        or not _values(events["carrier_id"]) <= known.carriers
+    )
+
+
+@dataclass(frozen=True)
+class BatchContents:
+    """What kinds of events a batch holds, to skip the statements it has nothing for."""
+
+    event_types: frozenset[str]
+    shipments: bool
+    sites: bool
+
+    @classmethod
+    def of(cls, events: pa.Table) -> BatchContents:
+        return cls(
+            event_types=frozenset(_values(events["event_type"])),
+            shipments=events["shipment_id"].null_count < events.num_rows,
+            sites=events["site_id"].null_count < events.num_rows,
+        )
+
+
 class Store:
     """Owns the read-write connection; every write of the project goes through here."""
 
-    def __init__(self, path: Path, *, on_time_tolerance_minutes: float = 60.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        on_time_tolerance_minutes: float = 60.0,
+        memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    ) -> None:
         self.path = path
         self.con = connect_file(path, read_only=False)
+        self._known: KnownReferences | None = None  # set by load_reference
         try:
+            set_memory_limit(self.con, memory_limit)
             load_extensions(self.con)
             # DuckDB checkpoints every 16 MB of WAL by default, which cost about 60 % of each
             # commit when ingesting; the worker checkpoints itself when it is idle instead.
@@ -292,6 +348,14 @@ class Store:
                 [str(path)],
             )
         self.con.execute("COMMIT")
+        self._known = KnownReferences(
+            sites=self._column_set("SELECT site_id FROM ref_sites"),
+            skus=self._column_set("SELECT sku FROM ref_skus"),
+            carriers=self._column_set("SELECT carrier_id FROM ref_carriers"),
+        )
+
+    def _column_set(self, sql: str) -> frozenset[str]:
+        return frozenset(str(v) for (v,) in self.con.execute(sql).fetchall() if v is not None)
 
     def mark_started(self) -> None:
         self.con.execute("UPDATE ingest_stats SET started_at = now() WHERE id = 1")
@@ -355,17 +419,24 @@ class Store:
         duplicates = incoming.num_rows - accepted + batch.in_batch_duplicates
         con.register("new_events", new_events)
 
-        con.execute(
-            'INSERT INTO dead_letters SELECT topic, "partition", "offset", reason, '
-            'received_at, "key", "value" FROM dead'
+        if dead.num_rows:
+            con.execute(
+                'INSERT INTO dead_letters SELECT topic, "partition", "offset", reason, '
+                'received_at, "key", "value" FROM dead'
+            )
+        unknown = (
+            self._flag_unknown_references(now)
+            if self._known is None or has_unknown_references(new_events, self._known)
+            else 0
         )
-        unknown = self._flag_unknown_references(now)
         apply_events = self._events_due(new_events, now)
         con.register("apply_events", apply_events)
 
-        out_of_order = self._count_out_of_order()
-        self._fold_shipments()
-        self._fold_inventory()
+        present = BatchContents.of(apply_events)
+        out_of_order = self._count_out_of_order() if apply_events.num_rows else 0
+        if present.shipments:
+            self._fold_shipments()
+        self._fold_inventory(present)
         self._store_offsets(batch.next_offsets, now)
         last_event_at = pc.max(apply_events["occurred_at"]).as_py()
         con.execute(
@@ -494,9 +565,15 @@ class Store:
         self._asof_window = span_window(span_seconds)
         log.info("as-of look-back window widened to %d h", self._asof_window // 3600)
 
-    def _fold_inventory(self) -> None:
-        for statement in split_statements(sql_file("fold_inventory.sql")):
-            self.con.execute(statement)
+    def _fold_inventory(self, present: BatchContents) -> None:
+        """Fold the inventory events into the stock tables; only the statements the batch
+        has events for run (each costs milliseconds even with nothing to do, on a big store)."""
+        if "inventory.counted" in present.event_types:
+            self.con.execute(sql_file("fold_stock_counts.sql"))
+        if "inventory.adjusted" in present.event_types:
+            self.con.execute(sql_file("fold_stock_adjustments.sql"))
+        if present.sites:
+            self.con.execute(sql_file("fold_site_state.sql"))
 
     def _flag_unknown_references(self, now: dt.datetime) -> int:
         """Record references to unknown sites, SKUs or carriers; returns how many."""
@@ -580,15 +657,20 @@ class Store:
 
     # -- alerts: written for the alert engine (ingest/alerts.py) --------------------------------
 
-    def alert_conditions(self, params: dict[str, Any]) -> list[dict[str, Any]]:
-        """The alert rules' conditions that hold now (alert_conditions.sql), read on a cursor."""
-        cursor = self.con.cursor()
-        try:
-            result = cursor.execute(_alert_conditions_sql(), params)
-            columns = [d[0] for d in result.description or ()]
-            return [dict(zip(columns, row, strict=True)) for row in result.fetchall()]
-        finally:
-            cursor.close()
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection of its own to the store, for reads on another thread (a DuckDB
+        connection must not be shared between threads); the caller closes it."""
+        return self.con.cursor()
+
+    @staticmethod
+    def alert_conditions(
+        params: dict[str, Any], cursor: duckdb.DuckDBPyConnection
+    ) -> list[dict[str, Any]]:
+        """The alert rules' conditions that hold now (alert_conditions.sql), read on `cursor`
+        (from `cursor()`), so any thread may call it."""
+        result = cursor.execute(_alert_conditions_sql(), params)
+        columns = [d[0] for d in result.description or ()]
+        return [dict(zip(columns, row, strict=True)) for row in result.fetchall()]
 
     def open_alerts(self) -> list[dict[str, Any]]:
         return self._alert_rows("SELECT * FROM alerts WHERE state = 'open'", [])

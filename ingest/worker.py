@@ -135,7 +135,11 @@ class Worker:
         families = {kafka.shipments_topic: SHIPMENTS, kafka.inventory_topic: INVENTORY}
         rules = load_rules(s.alert_rules_path, s.alert_time_scale)
         webhook = webhook_settings(s, rules)
-        store = Store(s.db_path, on_time_tolerance_minutes=s.on_time_tolerance_minutes)
+        store = Store(
+            s.db_path,
+            on_time_tolerance_minutes=s.on_time_tolerance_minutes,
+            memory_limit=s.memory_limit,
+        )
         endpoint = None
         consumer: EventConsumer | None = None
         alerts: AlertEngine | None = None

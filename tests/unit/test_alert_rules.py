@@ -406,6 +406,34 @@ def test_conditions_get_severity_and_a_sentence() -> None:
     assert (found[5].site_id, found[5].sku, found[5].shipment_id) == ("DIS-1", "P-1", None)
 
 
+def test_an_unchanged_open_alert_keeps_its_message_and_a_changed_one_gets_a_new_one() -> None:
+    """conditions_from_rows writes sentences only where transitions will use them; what it
+    returns leads to the same changes as conditions with fresh sentences everywhere."""
+    rules = default_rules()  # late: update_min_change 15 minutes
+    first = row(rule="late", value=95.0, threshold=60.0, at=at(300))
+    (alert,) = [c.alert for c in transitions(
+        {}, {}, conditions_from_rows([first], rules, at(0)), at(0),
+        rules_with(late={"open_after_s": 0.0}), counter_ids(),
+    )[0]]  # fmt: skip
+    known = {alert.key: alert}
+    later = at(600)
+    same = row(rule="late", value=100.0, threshold=60.0, at=at(300))  # +5 min: not material
+    moved = row(rule="late", value=125.0, threshold=60.0, at=at(300))  # +30 min: an update
+    (kept,) = conditions_from_rows([same], rules, later, known)
+    assert (
+        kept.message == alert.message == "SHP-7 to its destination is 95 min late (ETA 08:05 UTC)"
+    )
+    (fresh,) = conditions_from_rows([moved], rules, later, known)
+    assert fresh.message == "SHP-7 to its destination is 2 h 5 min late (ETA 08:05 UTC)"
+    for r in (same, moved):
+        lazy = transitions(known, {}, conditions_from_rows([r], rules, later, known), later, rules)
+        eager = transitions(known, {}, conditions_from_rows([r], rules, later), later, rules)
+        assert [(c.event_type, c.alert.message) for c in lazy[0]] == [
+            (c.event_type, c.alert.message) for c in eager[0]
+        ]
+    assert [c.event_type for c in lazy[0]] == [UPDATED]
+
+
 @pytest.mark.parametrize(
     "minutes,text",
     [(0.2, "under a minute"), (59.6, "60 min"), (119, "119 min"), (125, "2 h 5 min"),

@@ -6,11 +6,19 @@ import datetime as dt
 from dataclasses import dataclass
 
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ingest.contract import EVENT_COLUMNS, to_row, validate
 from ingest.network import DATA_DIR, load_network
 from ingest.simulator import SimulationSettings, simulate
-from ingest.store import Batch, events_table
+from ingest.store import (
+    Batch,
+    BatchContents,
+    KnownReferences,
+    events_table,
+    has_unknown_references,
+)
 from ingest.worker import build_batch, dead_letter_headers
 
 
@@ -91,3 +99,41 @@ def test_events_table_holds_the_same_values_as_one_row_per_event() -> None:
         expected.append(row | {"topic": topic, "partition": partition, "offset": offset,
                                "ingested_at": ingested_at})  # fmt: skip
     assert sorted(table.to_pylist(), key=lambda r: r["offset"]) == expected
+
+
+def test_unknown_references_are_noticed_in_every_column_that_names_one() -> None:
+    """The store runs unknown_references.sql only when this check says so: it must never miss
+    an unknown site, SKU (also inside `lines`) or carrier, and a batch of known ones skips it."""
+    network = load_network(DATA_DIR)
+    known = KnownReferences(
+        sites=frozenset(network.sites), skus=frozenset(network.skus),
+        carriers=frozenset(network.carriers),
+    )  # fmt: skip
+    start = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+    settings = SimulationSettings(seed=4, rate=50, time_scale=3600, start=start, max_events=3000)
+    batch = Batch()
+    for offset, message in enumerate(simulate(settings, network)):
+        batch.add(validate(message.family, message.value), message.family, 0, offset)
+    table = events_table(batch, start)
+    assert not has_unknown_references(table, known)
+    assert BatchContents.of(table) == BatchContents(
+        event_types=frozenset(table["event_type"].to_pylist()), shipments=True, sites=True
+    )
+    for column in ("origin_site_id", "destination_site_id", "site_id", "sku", "carrier_id"):
+        values = table[column].to_pylist()
+        row = next(i for i, v in enumerate(values) if v is not None)
+        values[row] = "UNKNOWN-1"
+        changed = table.set_column(
+            table.schema.get_field_index(column), column, pa.array(values, pa.string())
+        )
+        assert has_unknown_references(changed, known), column
+    lines = table["lines"].to_pylist()
+    row = next(i for i, v in enumerate(lines) if v)
+    lines[row] = [*lines[row][:-1], {"sku": "UNKNOWN-SKU", "quantity": 1}]
+    index = table.schema.get_field_index("lines")
+    changed = table.set_column(index, "lines", pa.array(lines, table.schema.field(index).type))
+    assert has_unknown_references(changed, known)
+    positions = table.filter(pc.equal(table["event_type"], "shipment.position"))
+    assert BatchContents.of(positions) == BatchContents(
+        frozenset({"shipment.position"}), shipments=True, sites=False
+    )
