@@ -89,6 +89,7 @@ FRESHNESS_GRACE_S = 30.0
 BULK_SAMPLE_MAX = 2_000_000
 CONSUME_CHUNK = 1000  # librdkafka hands over chunks of 100-1000 fastest (ENVIRONMENT.md)
 QUERY_WARMUP = 3
+EXPORT_PREFIX = "export."
 NO_PROGRESS_TIMEOUT_S = 60.0
 WORKER_READY_TIMEOUT_S = 120.0
 BENCH_GROUP = "tiretrack-bench"
@@ -601,7 +602,8 @@ def query_samples(reader: Reader, as_of: dt.datetime) -> dict[str, Any]:
 
 
 def dashboard_queries(samples: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:
-    """(name, SQL) of every query the dashboard runs, plus the live views and an as-of export;
+    """(name, SQL) of every query the dashboard runs, plus the live views and an as-of export
+    (named `export.*`);
     also the problems met (a builder skipped or failing). Found in the `dashboard.*queries`
     modules: their `*_sql` builders called with no filters (and sample values for other required
     parameters), live and, where `as_of` is optional, at an instant in the middle of the
@@ -647,12 +649,18 @@ def dashboard_queries(samples: dict[str, Any]) -> tuple[list[tuple[str, str]], l
                 found[label if label not in found else label + "_const"] = value
     instant = timestamp_literal(samples["as_of_replay"])
     found |= {
-        "shipments_now": "SELECT * FROM shipments_now",
-        "inventory_now": "SELECT * FROM inventory_now",
-        "in_transit_now": "SELECT * FROM in_transit_now",
-        "shipments_asof_export": f"SELECT * FROM shipments_asof({instant}, 60)",
+        EXPORT_PREFIX + "shipments_now": "SELECT * FROM shipments_now",
+        EXPORT_PREFIX + "inventory_now": "SELECT * FROM inventory_now",
+        EXPORT_PREFIX + "in_transit_now": "SELECT * FROM in_transit_now",
+        EXPORT_PREFIX + "shipments_asof": f"SELECT * FROM shipments_asof({instant}, 60)",
     }
     return list(found.items()), problems
+
+
+def is_dashboard_query(name: str) -> bool:
+    """The dashboard's own queries, held to the 100 ms target; the whole datasets an analyst's
+    export or own DuckDB pulls (`export.*`) are timed and shown, but are not page queries."""
+    return not name.startswith(EXPORT_PREFIX)
 
 
 def _build(
@@ -1165,7 +1173,14 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target of the issue with the measured value and whether it is met."""
     largest = max(int(k) for k in results["query_ms_p95"]) if results["query_ms_p95"] else 0
     at_size = "" if largest >= TARGET_SIZE else f" (measured at {largest:,} events)"
-    worst_query = max(results["query_ms_p95"].get(str(largest), {}).values(), default=math.nan)
+    worst_query = max(
+        (
+            p95
+            for name, p95 in results["query_ms_p95"].get(str(largest), {}).items()
+            if is_dashboard_query(name)
+        ),
+        default=math.nan,
+    )
     fresh = results.get(f"freshness_ms_p99_at_{TARGET_FRESHNESS_RATE:g}")
     rows = [
         ("ingest_eps", results["ingest_eps"], results["ingest_eps"] >= TARGET_INGEST_EPS, ""),
@@ -1275,10 +1290,14 @@ def render_report(results: dict[str, Any]) -> str:
             if t is None or t["error"]:
                 cells += f" {'error':>16} {'':>16}"
             else:
-                flag = "" if t["p95_ms"] <= TARGET_QUERY_P95_MS else " !"
+                over = t["p95_ms"] > TARGET_QUERY_P95_MS and is_dashboard_query(name)
+                flag = " !" if over else ""
                 cells += f" {_fmt(t['p50_ms']):>16} {_fmt(t['p95_ms']) + flag:>16}"
         lines.append(f"{name:<38}{cells}")
     lines.append(f"query p95 target: {verdict('query')}  (! marks a p95 over the target)")
+    lines.append(
+        f"{EXPORT_PREFIX}*: whole datasets as an export pulls them, not held to the target"
+    )
     for s in sizes:
         for name, t in results["queries"][s]["queries"].items():
             if t["error"]:

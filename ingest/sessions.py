@@ -37,6 +37,7 @@ from ingest.bench import (
     MALFORMED_RATE,
     OUT_OF_ORDER_RATE,
     dashboard_queries,
+    is_dashboard_query,
     kafka_args,
     percentile,
     query_samples,
@@ -104,10 +105,6 @@ PRODUCER_READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 BASE_PATH_PROBES = ("/_stcore/health", "/_stcore/host-config")
 MESSAGES_SQL = "SELECT messages FROM ingest_stats"
-# Queries `dashboard_queries` adds that no page runs (the views whole, an as-of export).
-NOT_PAGE_QUERIES = frozenset(
-    {"shipments_now", "inventory_now", "in_transit_now", "shipments_asof_export"}
-)
 QUERY_GROUPS = {"alert": "alerts", "inventory": "inventory", "kpi": "kpis"}
 OTHER_GROUP = "map, delays, health"  # dashboard.queries
 MAX_ERRORS_KEPT = 20  # per session, in the report
@@ -403,9 +400,7 @@ def page_queries(reader: Reader) -> tuple[list[tuple[str, str]], list[str]]:
 
     samples = query_samples(reader, dt.datetime.now(dt.UTC)) | {"choice": AlertChoice()}
     queries, problems = dashboard_queries(samples)
-    live = [
-        (name, sql) for name, sql in queries if "@" not in name and name not in NOT_PAGE_QUERIES
-    ]
+    live = [(name, sql) for name, sql in queries if "@" not in name and is_dashboard_query(name)]
     return live, problems
 
 

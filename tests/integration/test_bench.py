@@ -43,10 +43,10 @@ EXPECTED_QUERIES = (
     "trucks@as_of",
     "sites",
     "lanes",
-    "shipments_now",
-    "inventory_now",
-    "in_transit_now",
-    "shipments_asof_export",
+    "export.shipments_now",
+    "export.inventory_now",
+    "export.in_transit_now",
+    "export.shipments_asof",
 )
 
 
