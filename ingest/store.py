@@ -369,19 +369,44 @@ class Store:
     def record_positions(
         self, at_end: Sequence[tuple[str, int, int]], watermarks: dict[tuple[str, int], int]
     ) -> None:
-        """Note partitions found at their end, and the broker's (approximate) high watermarks."""
-        for topic, partition, offset in at_end:
-            self.con.execute(
-                "INSERT INTO kafka_offsets VALUES (?, ?, ?, NULL, now(), now()) "
-                'ON CONFLICT (topic, "partition") DO UPDATE SET '
-                "at_end_since = coalesce(kafka_offsets.at_end_since, now())",
-                [topic, partition, offset],
+        """Note partitions found at their end, and the broker's (approximate) high watermarks:
+        one transaction (a commit costs milliseconds on a large store, and a caught-up worker
+        does this after nearly every batch)."""
+        marks = pa.table(
+            {
+                "topic": pa.array([t for t, _ in watermarks], type=pa.string()),
+                "partition": pa.array([p for _, p in watermarks], type=pa.int32()),
+                "high": pa.array(list(watermarks.values()), type=pa.int64()),
+            }
+        )
+        ends = pa.table(
+            {
+                "topic": pa.array([t for t, _, _ in at_end], type=pa.string()),
+                "partition": pa.array([p for _, p, _ in at_end], type=pa.int32()),
+                "next_offset": pa.array([o for _, _, o in at_end], type=pa.int64()),
+            }
+        )
+        con = self.con
+        con.execute("BEGIN")
+        try:
+            con.register("at_end", ends)
+            con.register("watermarks", marks)
+            con.execute(
+                'INSERT INTO kafka_offsets SELECT topic, "partition", next_offset, NULL, now(), '
+                'now() FROM at_end ON CONFLICT (topic, "partition") DO UPDATE SET '
+                "at_end_since = coalesce(kafka_offsets.at_end_since, now())"
             )
-        for (topic, partition), high in watermarks.items():
-            self.con.execute(
-                'UPDATE kafka_offsets SET high_watermark = ? WHERE topic = ? AND "partition" = ?',
-                [high, topic, partition],
+            con.execute(
+                "UPDATE kafka_offsets SET high_watermark = w.high FROM watermarks AS w "
+                'WHERE kafka_offsets.topic = w.topic AND kafka_offsets."partition" = w."partition"'
             )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.unregister("at_end")
+            con.unregister("watermarks")
 
     # -- the batch ----------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import signal
 import threading
 import time
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 MAX_RETRY_DELAY_S = 30.0
 FUTURE_FOLD_INTERVAL_S = 1.0
 IDLE_CHECKPOINT_INTERVAL_S = 60.0
+WATERMARK_INTERVAL_S = 10.0
 
 
 def build_batch(messages: Iterable[Message], families: dict[str, str]) -> Batch:
@@ -233,6 +235,7 @@ class Worker:
         dlq = EventProducer(s.kafka)
         down_reported = False
         last_fold = last_checkpoint = time.monotonic()
+        last_watermarks = -math.inf
         reported_end = False
         while not self.stopping.is_set():
             messages = consumer.consume(s.batch_size, s.batch_timeout_s)
@@ -264,9 +267,15 @@ class Worker:
                 consumer.commit((t, p, o) for (t, p), o in ack_batch.next_offsets.items())
             alerts.tick(stored_batch=bool(messages), caught_up=consumer.all_at_end())
             if consumer.all_at_end() and not reported_end:
+                # The watermarks cost a broker round trip per partition: every 10 s is enough
+                # for a lag figure that is approximate anyway.
+                watermarks_due = time.monotonic() - last_watermarks >= WATERMARK_INTERVAL_S
                 store.record_positions(
-                    [(t, p, o) for (t, p), o in consumer.at_end.items()], consumer.watermarks()
+                    [(t, p, o) for (t, p), o in consumer.at_end.items()],
+                    consumer.watermarks() if watermarks_due else {},
                 )
+                if watermarks_due:
+                    last_watermarks = time.monotonic()
                 reported_end = True
                 if time.monotonic() - last_checkpoint >= IDLE_CHECKPOINT_INTERVAL_S:
                     store.checkpoint()  # caught up: a good moment to fold the WAL in

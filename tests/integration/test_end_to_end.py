@@ -79,6 +79,15 @@ def test_scenario_through_broker_matches_oracle(broker, topics: Topics, tmp_path
         "25",
     )
     assert "stopping (--stop-at-end)" in run.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    positions = con.execute(
+        "SELECT topic, sum(next_offset)::BIGINT, bool_and(at_end_since IS NOT NULL), "
+        "bool_and(high_watermark IS NOT NULL) FROM kafka_positions GROUP BY topic"
+    ).fetchall()
+    con.close()
+    # Every partition was recorded at its end, with the broker's (approximate) watermark.
+    assert sum(n for _, n, _, _ in positions) == len(scenario.messages)
+    assert all(at_end and marked for _, _, at_end, marked in positions), positions
 
     exports = tmp_path / "exports"
     exports.mkdir()
