@@ -19,6 +19,7 @@ from dashboard.kpi_queries import Period, floor_instant
 from dashboard.queries import (
     ON_THE_ROAD,
     in_list,
+    open_status_sql,
     run,
     shipments_cte,
     site_condition,
@@ -180,7 +181,7 @@ lines AS (
     SELECT shipment_id, origin_site_id, destination_site_id, origin_city, destination_city,
         unnest(planned_lines) AS line
     FROM shipments
-    WHERE status IN {in_list(ON_THE_ROAD)} AND planned_lines IS NOT NULL
+    WHERE {open_status_sql(ON_THE_ROAD)} AND planned_lines IS NOT NULL
 )
 SELECT l.origin_site_id, l.destination_site_id,
     any_value(l.origin_city) AS origin_city, any_value(l.destination_city) AS destination_city,

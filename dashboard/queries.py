@@ -193,6 +193,19 @@ def site_condition(filters: Filters, site: str) -> str:
     return " AND ".join(where) or "TRUE"
 
 
+def open_status_sql(statuses: Sequence[str], alias: str = "") -> str:
+    """SQL true for a shipment (a `shipments` row, `alias.` before its columns) in one of these
+    open statuses. Neither delivered nor cancelled is implied by every open status (see
+    shipment_status in ingest/sql/macros.sql); said first, on the columns as stored, it reaches
+    the scan of the state table, which then skips the closed shipments (most of them)."""
+    if not set(statuses) <= set(OPEN_STATUSES):
+        raise ValueError(f"not open statuses: {statuses}")
+    return (
+        f"{alias}delivered_at IS NULL AND {alias}cancelled_at IS NULL "
+        f"AND {alias}status IN {in_list(statuses)}"
+    )
+
+
 def instant_sql(as_of: dt.datetime | None) -> str:
     """T: the worker's clock for live views, or a replay instant."""
     return "now()" if as_of is None else timestamp_literal(as_of)
@@ -228,8 +241,12 @@ def shipments_cte(filters: Filters, as_of: dt.datetime | None) -> str:
             f"(SELECT list(sku) FROM ({chosen_skus})))"
         )
     status_where = f"delivery_status IN {in_list(filters.status)}" if filters.status else "TRUE"
+    # Live, a query reading `shipments` twice scans the state table twice, each time for the
+    # columns and rows it needs only: cheaper than materializing every column once. A replay
+    # is computed once (DuckDB's default for a CTE read twice).
+    inline = "NOT MATERIALIZED " if as_of is None else ""
     return f"""WITH tol AS (SELECT {TOLERANCE_SQL} AS minutes),
-classified AS (
+classified AS {inline}(
     SELECT sh.*, {DELIVERY_STATUS_SQL.format(t=t)} AS delivery_status,
         c.name AS carrier_name,
         o.name AS origin_name, o.city AS origin_city, o.region AS origin_region,
@@ -242,7 +259,7 @@ classified AS (
     LEFT JOIN ref_sites AS d ON d.site_id = sh.destination_site_id
     WHERE {" AND ".join(where)}
 ),
-shipments AS (SELECT * FROM classified WHERE {status_where})"""
+shipments AS {inline}(SELECT * FROM classified WHERE {status_where})"""
 
 
 # How bad a delivery status is (higher is worse): the map draws the worst trucks last.
@@ -262,7 +279,7 @@ SELECT shipment_id, status, delivery_status, carrier_id, carrier_name, mode,
     last_speed_kmh, last_exception_code, last_exception_severity, last_exception_message,
     planned_quantity
 FROM shipments
-WHERE status IN {in_list(ON_THE_ROAD)} AND last_lat IS NOT NULL AND last_lon IS NOT NULL
+WHERE {open_status_sql(ON_THE_ROAD)} AND last_lat IS NOT NULL AND last_lon IS NOT NULL
 ORDER BY {STATUS_RANK_SQL}, shipment_id"""
 
 
@@ -294,7 +311,7 @@ SELECT origin_site_id, destination_site_id,
     sum(planned_quantity)::BIGINT AS in_transit, count(*) AS shipments,
     count(*) FILTER (WHERE delivery_status = 'late') AS late_shipments
 FROM shipments
-WHERE status IN {in_list(ON_THE_ROAD)} AND origin_lat IS NOT NULL AND destination_lat IS NOT NULL
+WHERE {open_status_sql(ON_THE_ROAD)} AND origin_lat IS NOT NULL AND destination_lat IS NOT NULL
 GROUP BY origin_site_id, destination_site_id
 HAVING sum(planned_quantity) > 0
 ORDER BY in_transit DESC"""
@@ -343,7 +360,7 @@ def open_shipments_sql(filters: Filters, as_of: dt.datetime | None = None) -> st
 SELECT shipment_id, status, delivery_status, carrier_id, carrier_name, mode,
     origin_city, destination_city
 FROM shipments
-WHERE status IN {in_list(OPEN_STATUSES)}
+WHERE {open_status_sql(OPEN_STATUSES)}
 ORDER BY {STATUS_RANK_SQL} DESC, shipment_id"""
 
 
@@ -364,12 +381,18 @@ WHERE shipment_id = {string_literal(shipment_id)}"""
 
 
 def shipment_events_sql(shipment_id: str, as_of: dt.datetime | None = None) -> str:
-    """Every accepted event of one shipment up to T, in event time (the contract's order)."""
+    """Every accepted event of one shipment up to T, in event time (the contract's order).
+    None is older than the shipment's first folded event (see SHIPMENT_EVENTS_JOIN): that
+    bound lets the scan skip older row groups."""
+    shipment = string_literal(shipment_id)
     return f"""SELECT event_id, event_type, occurred_at, source, lat, lon, speed_kmh, heading_deg,
     origin_site_id, destination_site_id, carrier_id, mode, planned_departure, planned_arrival,
     lines, damaged_quantity, eta, reason, code, severity, message, estimated_delay_minutes
 FROM events
-WHERE shipment_id = {string_literal(shipment_id)} AND occurred_at <= {instant_sql(as_of)}
+WHERE shipment_id = {shipment} AND occurred_at <= {instant_sql(as_of)}
+    AND occurred_at >= coalesce(
+        (SELECT first_event_at FROM shipment_state WHERE shipment_id = {shipment}),
+        '-infinity'::TIMESTAMPTZ)
 ORDER BY occurred_at, event_id"""
 
 
@@ -392,6 +415,12 @@ def shipment_events(shipment_id: str, as_of: dt.datetime | None = None) -> pd.Da
 # --- delays and exceptions ---
 
 
+# Events `e` of shipments `s`. No event of a shipment is older than its first folded event (an
+# event waiting for its time is newer than every folded one), so the second condition changes
+# nothing but lets the scan of events skip the row groups older than every shipment joined.
+SHIPMENT_EVENTS_JOIN = "s.shipment_id = e.shipment_id AND e.occurred_at >= s.first_event_at"
+
+
 def exception_queue_sql(filters: Filters, limit: int = 500) -> str:
     """Exceptions of shipments still open: critical first, then the oldest first."""
     return f"""{shipments_cte(filters, None)}
@@ -399,9 +428,9 @@ SELECT e.severity, e.code, minutes_between(now(), e.occurred_at) AS age_minutes,
     e.occurred_at, e.message, e.estimated_delay_minutes,
     s.shipment_id, s.status, s.delivery_status, s.carrier_id, s.carrier_name,
     s.origin_city, s.destination_city, s.eta, s.delay_minutes
-FROM events AS e JOIN shipments AS s ON s.shipment_id = e.shipment_id
+FROM events AS e JOIN shipments AS s ON {SHIPMENT_EVENTS_JOIN}
 WHERE e.event_type = 'shipment.exception' AND e.occurred_at <= now()
-    AND s.status IN {in_list(OPEN_STATUSES)}
+    AND {open_status_sql(OPEN_STATUSES, "s.")}
 ORDER BY CASE e.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END,
     e.occurred_at, e.event_id
 LIMIT {int(limit)}"""
@@ -412,9 +441,9 @@ def exception_summary_sql(filters: Filters) -> str:
     return f"""{shipments_cte(filters, None)}
 SELECT e.code, e.severity, count(*) AS exceptions,
     count(DISTINCT e.shipment_id) AS shipments
-FROM events AS e JOIN shipments AS s ON s.shipment_id = e.shipment_id
+FROM events AS e JOIN shipments AS s ON {SHIPMENT_EVENTS_JOIN}
 WHERE e.event_type = 'shipment.exception' AND e.occurred_at <= now()
-    AND s.status IN {in_list(OPEN_STATUSES)}
+    AND {open_status_sql(OPEN_STATUSES, "s.")}
 GROUP BY e.code, e.severity
 ORDER BY e.code, e.severity"""
 
@@ -429,7 +458,7 @@ SELECT shipment_id, delivery_status, status, carrier_id, carrier_name, mode,
          ELSE eta_reason END AS cause,
     last_position_at, planned_quantity
 FROM shipments
-WHERE status IN {in_list(OPEN_STATUSES)} AND delivery_status IN ('late', 'at_risk')
+WHERE {open_status_sql(OPEN_STATUSES)} AND delivery_status IN ('late', 'at_risk')
 ORDER BY delay_minutes DESC, shipment_id
 LIMIT {int(limit)}"""
 
@@ -437,7 +466,7 @@ LIMIT {int(limit)}"""
 def open_status_counts_sql(filters: Filters) -> str:
     return f"""{shipments_cte(filters, None)}
 SELECT delivery_status, count(*) AS shipments
-FROM shipments WHERE status IN {in_list(OPEN_STATUSES)}
+FROM shipments WHERE {open_status_sql(OPEN_STATUSES)}
 GROUP BY delivery_status"""
 
 
@@ -493,7 +522,7 @@ silent AS (
     SELECT *, coalesce(last_position_at, departed_at) AS last_seen_at,
         minutes_between({t}, coalesce(last_position_at, departed_at)) AS silent_minutes
     FROM shipments
-    WHERE status = 'IN_TRANSIT'
+    WHERE {open_status_sql(("IN_TRANSIT",))}
 )
 SELECT shipment_id, delivery_status, carrier_id, carrier_name, mode,
     origin_site_id, origin_city, destination_site_id, destination_city,
