@@ -1157,6 +1157,7 @@ def _settings_document(
             "command": "tiretrack ingest --stop-at-end --no-serve (defaults otherwise)",
             "batch_size": worker.batch_size,
             "batch_timeout_s": worker.batch_timeout_s,
+            "memory_limit": worker.memory_limit,
             "consumer_config": consumer,
             "producer_config": kafka.producer_config(),
         },

@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FrameType
 
@@ -60,6 +61,12 @@ def build_batch(messages: Iterable[Message], families: dict[str, str]) -> Batch:
         seen.add(event.event_id)
         batch.add(event, topic, partition, offset)
     return batch
+
+
+def prepared_batch(messages: list[Message], families: dict[str, str]) -> Batch:
+    """build_batch plus the events' Arrow table: all the Python work a batch needs before it
+    is stored (run on the validating thread)."""
+    return build_batch(messages, families).prepare()
 
 
 def all_topics(kafka: KafkaSettings) -> list[str]:
@@ -228,6 +235,23 @@ class Worker:
         families: dict[str, str],
         alerts: AlertEngine,
     ) -> Progress:
+        # Validation (Python, holding the GIL) runs on a thread of its own, so while the worker
+        # catches up the next batch is validated while this one is stored (DuckDB, which
+        # releases the GIL). A caught-up worker stores each batch as soon as it is validated.
+        validator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validate")
+        try:
+            return self._run_loop(store, consumer, families, alerts, validator)
+        finally:
+            validator.shutdown(cancel_futures=True)
+
+    def _run_loop(
+        self,
+        store: Store,
+        consumer: EventConsumer,
+        families: dict[str, str],
+        alerts: AlertEngine,
+        validator: ThreadPoolExecutor,
+    ) -> Progress:
         s = self.settings
         now_mono = time.monotonic()
         progress = Progress(started=now_mono, last_log=now_mono)
@@ -237,10 +261,23 @@ class Worker:
         last_fold = last_checkpoint = time.monotonic()
         last_watermarks = -math.inf
         reported_end = False
+        # A batch consumed and being validated, not stored yet. Left unstored at a stop, its
+        # messages are read again at the next start (the stored offsets are the truth).
+        pending: Future[Batch] | None = None
         while not self.stopping.is_set():
-            messages = consumer.consume(s.batch_size, s.batch_timeout_s)
+            # With a batch waiting to be stored, take only what has already arrived.
+            messages = consumer.consume(
+                s.batch_size, 0.0 if pending is not None else s.batch_timeout_s
+            )
+            current = pending
+            pending = None
             if messages:
-                batch = build_batch(messages, families)
+                pending = validator.submit(prepared_batch, messages, families)
+                if current is None and len(messages) < s.batch_size:
+                    # Not a full batch: nothing more is waiting, store it now, not next round.
+                    current, pending = pending, None
+            if current is not None:
+                batch = current.result()
                 batch.broker_resets = detect_resets(batch.first_offsets, stored)
                 send_dead_letters(dlq, batch.dead_letters)
                 result = store.apply_batch(batch, dt.datetime.now(dt.UTC))
@@ -253,7 +290,7 @@ class Worker:
                 progress.duplicates += result.duplicates
                 progress.rejected += result.rejected
                 reported_end = False
-            elif time.monotonic() - last_fold >= FUTURE_FOLD_INTERVAL_S:
+            elif pending is None and time.monotonic() - last_fold >= FUTURE_FOLD_INTERVAL_S:
                 # Idle: events stamped in the future may have come due meanwhile.
                 store.fold_due_future_events(dt.datetime.now(dt.UTC))
                 last_fold = time.monotonic()
@@ -265,8 +302,9 @@ class Worker:
                 alerts.apply_acks(ack_batch)
                 stored.update(ack_batch.next_offsets)
                 consumer.commit((t, p, o) for (t, p), o in ack_batch.next_offsets.items())
-            alerts.tick(stored_batch=bool(messages), caught_up=consumer.all_at_end())
-            if consumer.all_at_end() and not reported_end:
+            caught_up = pending is None and consumer.all_at_end()
+            alerts.tick(stored_batch=current is not None, caught_up=caught_up)
+            if caught_up and not reported_end:
                 # The watermarks cost a broker round trip per partition: every 10 s is enough
                 # for a lag figure that is approximate anyway.
                 watermarks_due = time.monotonic() - last_watermarks >= WATERMARK_INTERVAL_S

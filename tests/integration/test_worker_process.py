@@ -269,3 +269,22 @@ def wait_for_accepted(db: Path, expected: int, timeout_s: float = 90) -> None:
             return
         time.sleep(0.3)
     raise AssertionError(f"accepted {accepted}, expected {expected}")
+
+
+def test_a_backlog_is_stored_in_full_batches(broker, topics: Topics, tmp_path: Path) -> None:
+    """Catching up, the worker validates the next batch while it stores one: every batch but
+    the last takes a full --batch-size (a drain that stopped early once made 1-message batches
+    and ingest crawled at a few messages a second)."""
+    messages = simulated(seed=5, seconds=600, rate=100, faults=True)
+    produce(topics.settings(broker), messages)
+    db = tmp_path / "backlog.duckdb"
+    tiretrack(
+        "ingest", *topics.cli_args(broker), "--db", str(db), "--stop-at-end", "--no-serve",
+        "--batch-size", "500", timeout=120,  # about 10 s when healthy
+    )  # fmt: skip
+    con = duckdb.connect(str(db), read_only=True)
+    (stored, batches) = con.execute("SELECT messages, batches FROM ingest_stats").fetchone()
+    con.close()
+    assert stored == len(messages) > 5000
+    # Full batches, give or take a few cut where the client's fetches ended.
+    assert batches <= len(messages) / 500 * 1.5 + 5, (batches, len(messages))

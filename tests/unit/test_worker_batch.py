@@ -18,6 +18,7 @@ from ingest.store import (
     KnownReferences,
     events_table,
     has_unknown_references,
+    stamped,
 )
 from ingest.worker import build_batch, dead_letter_headers
 
@@ -99,6 +100,8 @@ def test_events_table_holds_the_same_values_as_one_row_per_event() -> None:
         expected.append(row | {"topic": topic, "partition": partition, "offset": offset,
                                "ingested_at": ingested_at})  # fmt: skip
     assert sorted(table.to_pylist(), key=lambda r: r["offset"]) == expected
+    # Built ahead on the validating thread and stamped when stored: the same table.
+    assert stamped(batch.prepare().table, ingested_at).equals(table)
 
 
 def test_unknown_references_are_noticed_in_every_column_that_names_one() -> None:
