@@ -95,6 +95,7 @@ def test_bench_measures_everything_at_a_tiny_size(tmp_path: Path) -> None:
         assert results["versions"][package]
     assert results["settings"]["events"] == [20000]
     assert results["settings"]["worker"]["batch_size"] > 0
+    assert results["alerts_settle_seconds"]["20000"] >= 0
 
     names = {t["name"] for t in results["targets"]}
     assert names == set(TARGET_TEXTS)
