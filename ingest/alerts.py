@@ -924,6 +924,16 @@ class AlertEngine:
             self._settle_publication(now_mono)
             self._record_webhook()
 
+    def finish(self, *, at_end: bool) -> None:
+        """At a normal stop: apply an evaluation still running; at the end of the log
+        (--stop-at-end) evaluate once more, so the rules have seen the final state."""
+        if self._running is not None:
+            evaluation, future = self._running
+            self._running = None
+            self._apply(evaluation, future.result())
+        if at_end and self.live:
+            self.evaluate(dt.datetime.now(dt.UTC))
+
     def evaluate(self, now: dt.datetime) -> list[Change]:
         """One evaluation of every rule, here and now; stores and publishes what changed."""
         evaluation = self._plan(now)

@@ -264,6 +264,7 @@ class Worker:
         # A batch consumed and being validated, not stored yet. Left unstored at a stop, its
         # messages are read again at the next start (the stored offsets are the truth).
         pending: Future[Batch] | None = None
+        at_end = False
         while not self.stopping.is_set():
             # With a batch waiting to be stored, take only what has already arrived.
             messages = consumer.consume(
@@ -315,11 +316,14 @@ class Worker:
                 if watermarks_due:
                     last_watermarks = time.monotonic()
                 reported_end = True
-                if time.monotonic() - last_checkpoint >= IDLE_CHECKPOINT_INTERVAL_S:
-                    store.checkpoint()  # caught up: a good moment to fold the WAL in
+                if (
+                    time.monotonic() - last_checkpoint >= IDLE_CHECKPOINT_INTERVAL_S
+                    and store.checkpoint()  # caught up: a good moment to fold the WAL in
+                ):
                     last_checkpoint = time.monotonic()
                 if s.stop_at_end:
                     log.info("every partition read to its end: stopping (--stop-at-end)")
+                    at_end = True
                     break
             if consumer.broker_down and not down_reported:
                 log.warning("Kafka unreachable (%s); waiting for it", consumer.broker_down)
@@ -336,6 +340,7 @@ class Worker:
             now = time.monotonic()
             if now - progress.last_log >= s.progress_interval_s:
                 store.record_rate(self._log_line(progress, now))
+        alerts.finish(at_end=at_end)
         store.record_rate(self._log_line(progress, time.monotonic()))
         dlq.flush()
         return progress

@@ -185,3 +185,17 @@ def test_as_of_copes_with_a_shipment_spanning_the_whole_calendar(tmp_path: Path)
         (got,) = store.con.execute(f"SELECT last_lat FROM shipments_asof({t}, 60)").fetchone()
         assert got == lat
     store.close()
+
+
+def test_a_checkpoint_waits_for_other_transactions(tmp_path: Path) -> None:
+    """Another connection to the database may hold a write transaction when the worker
+    checkpoints (it crashed a worker once): the checkpoint is postponed, the worker goes on."""
+    store = Store(tmp_path / "t.duckdb")
+    other = store.cursor()
+    other.execute("BEGIN")
+    other.execute("UPDATE ingest_stats SET messages = messages WHERE id = 1")
+    assert store.checkpoint() is False
+    other.execute("ROLLBACK")
+    other.close()
+    assert store.checkpoint() is True
+    store.close()
