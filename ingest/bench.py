@@ -590,10 +590,10 @@ def no_debounce_rules(path: Path, extra: str = "") -> Path:
 
 def settle_alerts(reader: Reader, quiet_s: float = SETTLE_QUIET_S) -> float:
     """Wait until the serving worker's alert rules are past their first evaluation: the
-    `ingest --stop-at-end` run before it never evaluates them (it stops once caught up), so
-    the serving worker opens every alert of the history at once (12,000 at 10M), a one-off a
-    running worker never repeats. Queries and freshness are measured after it, in the steady
-    state; returns the seconds waited."""
+    `ingest --stop-at-end` run before it opens none (the rules wait for the end of the log,
+    where their debounces hold new alerts back), so the serving worker opens every alert of the
+    history at once (12,000 at 10M), a one-off a running worker never repeats. Queries and
+    freshness are measured after it, in the steady state; returns the seconds waited."""
     started = time.monotonic()
     deadline = started + SETTLE_TIMEOUT_S
     last: int | None = None
