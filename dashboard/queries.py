@@ -26,7 +26,13 @@ import streamlit as st
 
 from dashboard.filters import FilterOptions, Filters, filter_options
 from ingest.config import DEFAULT_DB
-from ingest.database import number_literal, sql_file, string_literal, timestamp_literal
+from ingest.database import (
+    in_list,
+    number_literal,
+    sql_file,
+    string_literal,
+    timestamp_literal,
+)
 from ingest.errors import ReaderError, TiretrackError
 from ingest.network import Network, load_network
 from ingest.readers import Reader, open_reader
@@ -153,12 +159,6 @@ def options() -> FilterOptions:
 
 
 # --- SQL fragments ---
-
-
-def in_list(values: Sequence[str]) -> str:
-    if not values:
-        raise ValueError("an IN list needs at least one value")
-    return "(" + ", ".join(string_literal(v) for v in values) + ")"
 
 
 def chosen_skus_sql(filters: Filters) -> str | None:

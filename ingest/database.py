@@ -6,6 +6,7 @@ import datetime as dt
 import math
 import re
 import time
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -137,6 +138,14 @@ def number_literal(value: float) -> str:
     if not math.isfinite(value):
         raise ValueError("number must be finite")
     return repr(float(value))
+
+
+def in_list(values: Sequence[str]) -> str:
+    """`('a', 'b')`: string literals for an IN list. DuckDB answers `key IN (literals)` from a
+    primary key's index, which a bound list does not reach."""
+    if not values:
+        raise ValueError("an IN list needs at least one value")
+    return "(" + ", ".join(string_literal(v) for v in values) + ")"
 
 
 def string_literal(value: str) -> str:

@@ -18,13 +18,13 @@ from ingest.config import DEFAULT_MEMORY_LIMIT
 from ingest.contract import EVENT_COLUMNS, Event, to_columns
 from ingest.database import (
     connect_file,
+    in_list,
     load_extensions,
     number_literal,
     render,
     set_memory_limit,
     split_statements,
     sql_file,
-    string_literal,
 )
 from ingest.errors import DatabaseError
 
@@ -255,7 +255,7 @@ class KnownReferences:
 
 
 def _values(column: pa.ChunkedArray | pa.Array) -> set[str]:
-    return {v for v in pc.unique(column.drop_null()).to_pylist()}
+    return set(pc.unique(column.drop_null()).to_pylist())
 
 
 def has_unknown_references(events: pa.Table, known: KnownReferences) -> bool:
@@ -512,9 +512,7 @@ class Store:
             # 150-340 ms even for 200 events once the table held 10M. The plain INSERT still
             # checks the key, so a miss here would fail the batch, never double an event.
             stored = con.execute(
-                "SELECT event_id FROM events WHERE event_id IN ("
-                + ", ".join(map(string_literal, ids))
-                + ")"
+                f"SELECT event_id FROM events WHERE event_id IN {in_list(ids)}"
             ).to_arrow_table()
             fresh = (
                 incoming
@@ -786,14 +784,12 @@ class Store:
         return [(str(e), str(a), str(p)) for e, a, p in rows]
 
     def mark_alert_events_published(self, event_ids: Sequence[str], now: dt.datetime) -> None:
-        # A list of literals lets DuckDB find the rows through the primary key's index; a
-        # bound list (list_contains) scanned the whole history every second.
+        # Literals reach the primary key's index (in_list); a bound list (list_contains)
+        # scanned the whole history every second.
         for start in range(0, len(event_ids), INDEX_PROBE_MAX_EVENTS):
             chunk = event_ids[start : start + INDEX_PROBE_MAX_EVENTS]
             self.con.execute(
-                "UPDATE alert_history SET published_at = ? WHERE event_id IN ("
-                + ", ".join(map(string_literal, chunk))
-                + ")",
+                f"UPDATE alert_history SET published_at = ? WHERE event_id IN {in_list(chunk)}",
                 [now],
             )
 
