@@ -12,6 +12,7 @@ import pytest
 import ingest.store
 from ingest.contract import Rejected, validate
 from ingest.readers import open_reader
+from ingest.seen_ids import SeenIds
 from ingest.store import Batch, DeadLetter, Store, span_window
 from tests import oracle
 from tests.scenarios import Scenario, contract_scenario, random_scenario
@@ -198,4 +199,25 @@ def test_a_checkpoint_waits_for_other_transactions(tmp_path: Path) -> None:
     other.execute("ROLLBACK")
     other.close()
     assert store.checkpoint() is True
+    store.close()
+
+
+def test_an_id_the_filter_missed_is_still_stored_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The filter of stored ids only speeds up the duplicate check: were it to miss a stored id,
+    the key refuses the plain INSERT and the batch is stored again with DuckDB checking each id."""
+    scenario = random_scenario(21)
+    store = Store(tmp_path / "t.duckdb")
+    accepted, duplicates, _ = load(store, scenario, seed=5, now=FAR_FUTURE)
+    assert store._seen is not None and store._seen.count >= accepted
+
+    store._seen = SeenIds(expected=10)  # forgets every stored id: all of them look new
+    again, duplicates_again, _ = load(store, scenario, seed=6, now=FAR_FUTURE)
+    assert again == 0
+    assert duplicates_again == accepted + duplicates
+    (events,) = store.con.execute("SELECT count(*) FROM events").fetchone()
+    assert events == accepted
+    assert "storing the batch exactly" in caplog.text
+    assert store._seen is not None and store._seen.count >= accepted  # built anew from the store
     store.close()
