@@ -122,36 +122,73 @@ IN_FULL_SQL = """CASE WHEN delivered_lines = planned_lines AND len(planned_lines
     FALSE) END"""
 
 
-def _due_cte(filters: Filters, as_of: dt.datetime, period: Period) -> str:
-    """`due`: shipments of both periods by planned arrival, judged at T (the oracle's rule).
-    `otif`: on time and in full; the in-full test, the costly part, runs only for the
-    shipments delivered on time."""
-    t = timestamp_literal(as_of)
-    return f"""{shipments_cte(kpi_filters(filters), None)},
-{_periods_cte(as_of, period)},
-due AS (
-    SELECT p.period, s.*,
-        s.arrived_at IS NOT NULL AS arrived,
+def _period_of(column: str, as_of: dt.datetime, period: Period) -> str:
+    """SQL: 'current' or 'previous' for an instant `column` in that period (see `_periods_cte`),
+    else NULL. A CASE, not a join with `periods`: a shipment is in at most one of them."""
+    start, t = timestamp_literal(as_of - period.length), timestamp_literal(as_of)
+    before = timestamp_literal(as_of - 2 * period.length)
+    return (
+        f"CASE WHEN {column} >= {start} AND {column} < {t} THEN 'current' "
+        f"WHEN {column} >= {before} AND {column} < {start} THEN 'previous' END"
+    )
+
+
+def _in_periods(column: str, as_of: dt.datetime, period: Period) -> str:
+    """SQL true for an instant `column` in either period: literal bounds reach the scan."""
+    before = timestamp_literal(as_of - 2 * period.length)
+    return f"{column} >= {before} AND {column} < {timestamp_literal(as_of)}"
+
+
+def _judged_sql(as_of: dt.datetime) -> str:
+    """Columns of a shipment `s` (with `tol`) judged at T (the oracle's rule). `otif`: on time
+    and in full; the in-full test, the costly part, runs only for the shipments delivered on
+    time."""
+    return f"""s.arrived_at IS NOT NULL AS arrived,
         s.arrived_at IS NOT NULL AND s.delay_minutes <= tol.minutes AS on_time,
         CASE WHEN s.status = 'DELIVERED' AND s.arrived_at IS NOT NULL
                   AND s.delay_minutes <= tol.minutes
              THEN {IN_FULL_SQL} ELSE FALSE END AS otif,
-        s.arrived_at IS NULL AND minutes_between({t}, s.planned_arrival) > tol.minutes AS overdue,
+        s.arrived_at IS NULL
+            AND minutes_between({timestamp_literal(as_of)}, s.planned_arrival) > tol.minutes
+            AS overdue,
         minutes_between(s.arrived_at, s.effective_departure_at) / 60.0 AS transit_hours,
-        minutes_between(s.planned_arrival, s.planned_departure) / 60.0 AS planned_hours
+        minutes_between(s.planned_arrival, s.planned_departure) / 60.0 AS planned_hours"""
+
+
+def _due_cte(filters: Filters, as_of: dt.datetime, period: Period) -> str:
+    """`due`: shipments of both periods by planned arrival (`period` says which), judged at T.
+    Without names: the queries on it name their groups after aggregating."""
+    return f"""{shipments_cte(kpi_filters(filters), None, names=False)},
+due AS (
+    SELECT {_period_of("s.planned_arrival", as_of, period)} AS period, s.*,
+        {_judged_sql(as_of)}
     FROM shipments AS s CROSS JOIN tol
-    JOIN periods AS p ON s.planned_arrival >= p.starts AND s.planned_arrival < p.ends
-    WHERE s.status <> 'CANCELLED'
+    WHERE {_in_periods("s.planned_arrival", as_of, period)} AND s.status <> 'CANCELLED'
 )"""
 
 
 def period_kpis_sql(filters: Filters, period: Period, as_of: dt.datetime) -> str:
     """One row per period ('current', 'previous'): the on-time rate and OTIF with their counts,
     transit time against plan, exceptions, and what was delivered (by delivery time).
-    `covered`: the stored events reach back to the period's start (counts are comparable)."""
-    return f"""{_due_cte(filters, as_of, period)},
+    `covered`: the stored events reach back to the period's start (counts are comparable).
+    The shipments due and those delivered in either period come from one scan (`scoped`)."""
+    due_period = (
+        f"CASE WHEN s.status <> 'CANCELLED' "
+        f"THEN {_period_of('s.planned_arrival', as_of, period)} END"
+    )
+    return f"""{shipments_cte(kpi_filters(filters), None, names=False)},
+{_periods_cte(as_of, period)},
+scoped AS MATERIALIZED (
+    SELECT {due_period} AS due_period,
+        {_period_of("s.delivered_at", as_of, period)} AS delivered_period,
+        s.exception_count, s.delay_minutes, s.delivered_quantity,
+        {_judged_sql(as_of)}
+    FROM shipments AS s CROSS JOIN tol
+    WHERE ({_in_periods("s.planned_arrival", as_of, period)} AND s.status <> 'CANCELLED')
+        OR ({_in_periods("s.delivered_at", as_of, period)})
+),
 rates AS (
-    SELECT period, count(*) AS shipments,
+    SELECT due_period AS period, count(*) AS shipments,
         count(*) FILTER (arrived) AS arrived,
         count(*) FILTER (on_time) AS on_time,
         count(*) FILTER (overdue) AS overdue_open,
@@ -159,14 +196,12 @@ rates AS (
         sum(exception_count) AS exceptions,
         avg(transit_hours - planned_hours) FILTER (arrived) AS transit_over_plan_hours,
         avg(delay_minutes) FILTER (arrived) AS avg_delay_minutes
-    FROM due GROUP BY period
+    FROM scoped WHERE due_period IS NOT NULL GROUP BY due_period
 ),
 delivered AS (
-    SELECT p.period, count(*) AS delivered_shipments,
-        sum(s.delivered_quantity)::BIGINT AS delivered_tires
-    FROM shipments AS s
-    JOIN periods AS p ON s.delivered_at >= p.starts AND s.delivered_at < p.ends
-    GROUP BY p.period
+    SELECT delivered_period AS period, count(*) AS delivered_shipments,
+        sum(delivered_quantity)::BIGINT AS delivered_tires
+    FROM scoped WHERE delivered_period IS NOT NULL GROUP BY delivered_period
 )
 SELECT p.period, p.starts, p.ends, tol.minutes AS tolerance_minutes,
     coalesce((SELECT min(occurred_at) FROM events) <= p.starts, FALSE) AS covered,
@@ -230,19 +265,27 @@ ORDER BY b.bucket_start"""
 def lane_transit_sql(filters: Filters, period: Period, as_of: dt.datetime) -> str:
     """Per lane (origin, destination, mode): actual transit time of the period's arrived
     shipments against their plan (planned departure to planned arrival), in hours."""
-    return f"""{_due_cte(filters, as_of, period)}
-SELECT origin_site_id, destination_site_id, mode,
-    any_value(origin_city) AS origin_city, any_value(destination_city) AS destination_city,
-    count(*) AS shipments,
-    count(*) FILTER (on_time) AS on_time,
-    avg(transit_hours) AS avg_hours,
-    quantile_cont(transit_hours, 0.9) AS p90_hours,
-    avg(planned_hours) AS planned_hours,
-    avg(transit_hours - planned_hours) AS over_plan_hours
-FROM due
-WHERE period = 'current' AND arrived
-GROUP BY origin_site_id, destination_site_id, mode
-ORDER BY over_plan_hours DESC, shipments DESC, origin_site_id, destination_site_id, mode"""
+    return f"""{_due_cte(filters, as_of, period)},
+lanes AS (
+    SELECT origin_site_id, destination_site_id, mode,
+        count(*) AS shipments,
+        count(*) FILTER (on_time) AS on_time,
+        avg(transit_hours) AS avg_hours,
+        quantile_cont(transit_hours, 0.9) AS p90_hours,
+        avg(planned_hours) AS planned_hours,
+        avg(transit_hours - planned_hours) AS over_plan_hours
+    FROM due
+    WHERE period = 'current' AND arrived
+    GROUP BY origin_site_id, destination_site_id, mode
+)
+SELECT l.origin_site_id, l.destination_site_id, l.mode,
+    o.city AS origin_city, d.city AS destination_city,
+    l.shipments, l.on_time, l.avg_hours, l.p90_hours, l.planned_hours, l.over_plan_hours
+FROM lanes AS l
+LEFT JOIN ref_sites AS o ON o.site_id = l.origin_site_id
+LEFT JOIN ref_sites AS d ON d.site_id = l.destination_site_id
+ORDER BY l.over_plan_hours DESC, l.shipments DESC, l.origin_site_id, l.destination_site_id,
+    l.mode"""
 
 
 def carrier_scorecard_sql(filters: Filters, period: Period, as_of: dt.datetime) -> str:
@@ -250,24 +293,30 @@ def carrier_scorecard_sql(filters: Filters, period: Period, as_of: dt.datetime) 
     arrived ones, exceptions per 100 shipments, and the on-time rate of the period before."""
     judged_now = "count(*) FILTER (period = 'current' AND (arrived OR overdue))"
     judged_before = "count(*) FILTER (period = 'previous' AND (arrived OR overdue))"
-    return f"""{_due_cte(filters, as_of, period)}
-SELECT due.carrier_id, any_value(due.carrier_name) AS carrier_name,
-    count(*) FILTER (period = 'current') AS shipments,
-    {judged_now} AS judged,
-    count(*) FILTER (period = 'current' AND on_time) AS on_time,
-    count(*) FILTER (period = 'current' AND otif) AS otif,
-    count(*) FILTER (period = 'current' AND on_time) / nullif({judged_now}, 0) AS on_time_rate,
-    count(*) FILTER (period = 'current' AND otif) / nullif({judged_now}, 0) AS otif_rate,
-    avg(delay_minutes) FILTER (period = 'current' AND arrived) AS avg_delay_minutes,
-    100.0 * sum(exception_count) FILTER (period = 'current')
-        / nullif(count(*) FILTER (period = 'current'), 0) AS exceptions_per_100,
-    count(*) FILTER (period = 'previous' AND on_time) / nullif({judged_before}, 0)
-        AS previous_on_time_rate
-FROM due
-WHERE due.carrier_id IS NOT NULL
-GROUP BY due.carrier_id
-HAVING count(*) FILTER (period = 'current') > 0
-ORDER BY on_time_rate ASC NULLS LAST, shipments DESC, due.carrier_id"""
+    return f"""{_due_cte(filters, as_of, period)},
+carriers AS (
+    SELECT carrier_id,
+        count(*) FILTER (period = 'current') AS shipments,
+        {judged_now} AS judged,
+        count(*) FILTER (period = 'current' AND on_time) AS on_time,
+        count(*) FILTER (period = 'current' AND otif) AS otif,
+        count(*) FILTER (period = 'current' AND on_time) / nullif({judged_now}, 0) AS on_time_rate,
+        count(*) FILTER (period = 'current' AND otif) / nullif({judged_now}, 0) AS otif_rate,
+        avg(delay_minutes) FILTER (period = 'current' AND arrived) AS avg_delay_minutes,
+        100.0 * sum(exception_count) FILTER (period = 'current')
+            / nullif(count(*) FILTER (period = 'current'), 0) AS exceptions_per_100,
+        count(*) FILTER (period = 'previous' AND on_time) / nullif({judged_before}, 0)
+            AS previous_on_time_rate
+    FROM due
+    WHERE carrier_id IS NOT NULL
+    GROUP BY carrier_id
+    HAVING count(*) FILTER (period = 'current') > 0
+)
+SELECT k.carrier_id, c.name AS carrier_name, k.shipments, k.judged, k.on_time, k.otif,
+    k.on_time_rate, k.otif_rate, k.avg_delay_minutes, k.exceptions_per_100,
+    k.previous_on_time_rate
+FROM carriers AS k LEFT JOIN ref_carriers AS c USING (carrier_id)
+ORDER BY k.on_time_rate ASC NULLS LAST, k.shipments DESC, k.carrier_id"""
 
 
 # --- cached data functions (one SQL each) ---

@@ -216,16 +216,25 @@ def instant_sql(as_of: dt.datetime | None) -> str:
 DELIVERY_STATUS_SQL = sql_file("delivery_status.sql")
 
 
-def shipments_cte(filters: Filters, as_of: dt.datetime | None) -> str:
+def region_condition(filters: Filters, origin: str, destination: str) -> str:
+    """SQL true when the site in `origin` or the one in `destination` (site_id columns) lies in
+    a chosen region; TRUE without a region filter. Subqueries rather than joins to `ref_sites`:
+    a query that names its sites after aggregating need not join every shipment to them."""
+    if not filters.region:
+        return "TRUE"
+    in_regions = f"(SELECT site_id FROM ref_sites WHERE region IN {in_list(filters.region)})"
+    return f"({origin} IN {in_regions} OR {destination} IN {in_regions})"
+
+
+def shipments_cte(filters: Filters, as_of: dt.datetime | None, *, names: bool = True) -> str:
     """`WITH ... shipments AS (...)`: filtered shipments with delivery status, names, places.
     Plant filters the origin, distributor the destination; segment and SKU keep a shipment
-    when any line of its plan is of a chosen SKU (its quantities stay the whole shipment's)."""
+    when any line of its plan is of a chosen SKU (its quantities stay the whole shipment's).
+    `names=False` leaves out the carrier's and sites' names and places (three joins per
+    shipment), for a query that aggregates first and names only its groups."""
     t = instant_sql(as_of)
     relation = "shipments_now" if as_of is None else f"shipments_asof({t}, {TOLERANCE_SQL})"
-    where = ["TRUE"]
-    if filters.region:
-        regions = in_list(filters.region)
-        where.append(f"(o.region IN {regions} OR d.region IN {regions})")
+    where = [region_condition(filters, "sh.origin_site_id", "sh.destination_site_id")]
     if filters.carrier:
         where.append(f"sh.carrier_id IN {in_list(filters.carrier)}")
     if filters.mode:
@@ -245,18 +254,22 @@ def shipments_cte(filters: Filters, as_of: dt.datetime | None) -> str:
     # columns and rows it needs only: cheaper than materializing every column once. A replay
     # is computed once (DuckDB's default for a CTE read twice).
     inline = "NOT MATERIALIZED " if as_of is None else ""
-    return f"""WITH tol AS (SELECT {TOLERANCE_SQL} AS minutes),
-classified AS {inline}(
-    SELECT sh.*, {DELIVERY_STATUS_SQL.format(t=t)} AS delivery_status,
+    names_sql = joins = ""
+    if names:
+        names_sql = """,
         c.name AS carrier_name,
         o.name AS origin_name, o.city AS origin_city, o.region AS origin_region,
         o.lat AS origin_lat, o.lon AS origin_lon,
         d.name AS destination_name, d.city AS destination_city, d.region AS destination_region,
-        d.lat AS destination_lat, d.lon AS destination_lon
-    FROM {relation} AS sh CROSS JOIN tol
+        d.lat AS destination_lat, d.lon AS destination_lon"""
+        joins = """
     LEFT JOIN ref_carriers AS c ON c.carrier_id = sh.carrier_id
     LEFT JOIN ref_sites AS o ON o.site_id = sh.origin_site_id
-    LEFT JOIN ref_sites AS d ON d.site_id = sh.destination_site_id
+    LEFT JOIN ref_sites AS d ON d.site_id = sh.destination_site_id"""
+    return f"""WITH tol AS (SELECT {TOLERANCE_SQL} AS minutes),
+classified AS {inline}(
+    SELECT sh.*, {DELIVERY_STATUS_SQL.format(t=t)} AS delivery_status{names_sql}
+    FROM {relation} AS sh CROSS JOIN tol{joins}
     WHERE {" AND ".join(where)}
 ),
 shipments AS {inline}(SELECT * FROM classified WHERE {status_where})"""
@@ -421,16 +434,30 @@ def shipment_events(shipment_id: str, as_of: dt.datetime | None = None) -> pd.Da
 SHIPMENT_EVENTS_JOIN = "s.shipment_id = e.shipment_id AND e.occurred_at >= s.first_event_at"
 
 
+def open_shipments_cte(filters: Filters) -> str:
+    """`shipments` (live) plus `open_shipments`: the open ones, computed once, for the queries
+    that join them to their exception events."""
+    return f"""{shipments_cte(filters, None)},
+open_shipments AS MATERIALIZED (SELECT * FROM shipments WHERE {open_status_sql(OPEN_STATUSES)})"""
+
+
+# Exception events `e` of the open shipments `s` (open_shipments_cte), up to now. The bound on
+# occurred_at repeats SHIPMENT_EVENTS_JOIN's for all shipments at once, as one value: DuckDB
+# then skips the row groups of events older than every open shipment at the scan, which the
+# join's per-row condition does not let it do (most of the table at 10M events).
+OPEN_EXCEPTIONS_SQL = f"""events AS e JOIN open_shipments AS s ON {SHIPMENT_EVENTS_JOIN}
+WHERE e.event_type = 'shipment.exception' AND e.occurred_at <= now()
+    AND e.occurred_at >= (SELECT min(first_event_at) FROM open_shipments)"""
+
+
 def exception_queue_sql(filters: Filters, limit: int = 500) -> str:
     """Exceptions of shipments still open: critical first, then the oldest first."""
-    return f"""{shipments_cte(filters, None)}
+    return f"""{open_shipments_cte(filters)}
 SELECT e.severity, e.code, minutes_between(now(), e.occurred_at) AS age_minutes,
     e.occurred_at, e.message, e.estimated_delay_minutes,
     s.shipment_id, s.status, s.delivery_status, s.carrier_id, s.carrier_name,
     s.origin_city, s.destination_city, s.eta, s.delay_minutes
-FROM events AS e JOIN shipments AS s ON {SHIPMENT_EVENTS_JOIN}
-WHERE e.event_type = 'shipment.exception' AND e.occurred_at <= now()
-    AND {open_status_sql(OPEN_STATUSES, "s.")}
+FROM {OPEN_EXCEPTIONS_SQL}
 ORDER BY CASE e.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END,
     e.occurred_at, e.event_id
 LIMIT {int(limit)}"""
@@ -438,12 +465,10 @@ LIMIT {int(limit)}"""
 
 def exception_summary_sql(filters: Filters) -> str:
     """Open shipments' exceptions per code and severity (the queue's shape, never truncated)."""
-    return f"""{shipments_cte(filters, None)}
+    return f"""{open_shipments_cte(filters)}
 SELECT e.code, e.severity, count(*) AS exceptions,
     count(DISTINCT e.shipment_id) AS shipments
-FROM events AS e JOIN shipments AS s ON {SHIPMENT_EVENTS_JOIN}
-WHERE e.event_type = 'shipment.exception' AND e.occurred_at <= now()
-    AND {open_status_sql(OPEN_STATUSES, "s.")}
+FROM {OPEN_EXCEPTIONS_SQL}
 GROUP BY e.code, e.severity
 ORDER BY e.code, e.severity"""
 
@@ -536,10 +561,11 @@ LIMIT {int(limit)}"""
 
 def lane_transit_sql(filters: Filters) -> str:
     """Delivered history per lane (origin, destination, mode): transit time percentiles against
-    the shipments' own plans, and the share that arrived within the on-time tolerance."""
-    return f"""{shipments_cte(filters, None)},
+    the shipments' own plans, and the share that arrived within the on-time tolerance. The
+    lanes are named after aggregating (a site's city is one per site_id)."""
+    return f"""{shipments_cte(filters, None, names=False)},
 history AS (
-    SELECT origin_site_id, destination_site_id, mode, origin_city, destination_city,
+    SELECT origin_site_id, destination_site_id, mode,
         minutes_between(arrived_at, effective_departure_at) / 60.0 AS transit_hours,
         minutes_between(planned_arrival, planned_departure) / 60.0 AS planned_hours,
         delay_minutes <= tol.minutes AS on_time
@@ -547,18 +573,24 @@ history AS (
     WHERE status = 'DELIVERED' AND origin_site_id IS NOT NULL
         AND destination_site_id IS NOT NULL AND mode IS NOT NULL
         AND arrived_at IS NOT NULL AND effective_departure_at IS NOT NULL
+),
+lanes AS (
+    SELECT origin_site_id, destination_site_id, mode, count(*) AS delivered,
+        quantile_cont(transit_hours, [0.5, 0.9]) AS transit_quantiles,
+        median(planned_hours) AS planned_hours,
+        count(*) FILTER (WHERE on_time) AS on_time,
+        avg(on_time::INTEGER) AS on_time_share
+    FROM history
+    GROUP BY origin_site_id, destination_site_id, mode
 )
-SELECT origin_site_id, destination_site_id, mode,
-    any_value(origin_city) AS origin_city, any_value(destination_city) AS destination_city,
-    count(*) AS delivered,
-    quantile_cont(transit_hours, 0.5) AS p50_hours,
-    quantile_cont(transit_hours, 0.9) AS p90_hours,
-    median(planned_hours) AS planned_hours,
-    count(*) FILTER (WHERE on_time) AS on_time,
-    avg(on_time::INTEGER) AS on_time_share
-FROM history
-GROUP BY origin_site_id, destination_site_id, mode
-ORDER BY delivered DESC, origin_site_id, destination_site_id, mode"""
+SELECT l.origin_site_id, l.destination_site_id, l.mode,
+    o.city AS origin_city, d.city AS destination_city, l.delivered,
+    l.transit_quantiles[1] AS p50_hours, l.transit_quantiles[2] AS p90_hours,
+    l.planned_hours, l.on_time, l.on_time_share
+FROM lanes AS l
+LEFT JOIN ref_sites AS o ON o.site_id = l.origin_site_id
+LEFT JOIN ref_sites AS d ON d.site_id = l.destination_site_id
+ORDER BY l.delivered DESC, l.origin_site_id, l.destination_site_id, l.mode"""
 
 
 def stale_trackers(filters: Filters, threshold_minutes: float) -> pd.DataFrame:

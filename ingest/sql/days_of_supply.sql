@@ -5,11 +5,37 @@
 -- {window_s}: the window in seconds. Daily sales: tires adjusted with reason 'sold' in
 -- ({since}, {t}], divided by the window in days, or by the time since the first stored event
 -- when the history is shorter than the window (sales_window_days says which). No sales in the
--- window: no days of supply. Stock and in-transit stock are the live views.
+-- window: no days of supply. Stock and in-transit stock are those of the live state.
 WITH distributors AS ({distributors}),
-stock AS (
-    SELECT site_id, sku, on_hand FROM inventory_now
+-- Stock follows inventory.sql's rule (the inventory_now view: the latest count plus every
+-- change after it), for the distributors only: the view reads the whole ledger, and its full
+-- outer join keeps the site filter from reaching the scan. No count is older than
+-- first_count, so a change before it counts only for a key without a count: those keys take
+-- the ledger's plain sums (no join per change), the counted ones their few recent changes.
+counts AS (
+    SELECT site_id, sku, count_key.ts AS count_ts, on_hand FROM stock_counts
     WHERE site_id IN (SELECT site_id FROM distributors)
+),
+first_count AS (SELECT coalesce(min(count_ts), 'infinity'::TIMESTAMPTZ) AS ts FROM counts),
+ledger AS (
+    SELECT site_id, sku, sum(delta) AS delta FROM stock_changes
+    WHERE site_id IN (SELECT site_id FROM distributors)
+    GROUP BY site_id, sku
+),
+since_count AS (
+    SELECT ch.site_id, ch.sku, sum(ch.delta) FILTER (WHERE ch.ts > c.count_ts) AS delta
+    FROM stock_changes AS ch
+    JOIN counts AS c USING (site_id, sku)
+    WHERE ch.ts > (SELECT ts FROM first_count)
+    GROUP BY ch.site_id, ch.sku
+),
+stock AS (
+    SELECT coalesce(c.site_id, l.site_id) AS site_id, coalesce(c.sku, l.sku) AS sku,
+        (CASE WHEN c.site_id IS NULL THEN l.delta
+              ELSE coalesce(c.on_hand, 0) + coalesce(s.delta, 0) END)::BIGINT AS on_hand
+    FROM counts AS c
+    FULL OUTER JOIN ledger AS l USING (site_id, sku)
+    LEFT JOIN since_count AS s ON s.site_id = c.site_id AND s.sku = c.sku
 ),
 transit AS (
     SELECT destination_site_id AS site_id, sku, sum(in_transit)::BIGINT AS in_transit

@@ -23,6 +23,8 @@ from dashboard.filters import (
 from dashboard.formatting import clock, delay_text, duration, escape_markdown, number
 from ingest.network import load_network
 from ingest.store import Store
+from tests.browser.dashboard_db import store_events
+from tests.unit.test_dashboard_kpis import EventLog, read_sql
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = pd.Timestamp("2026-03-02 10:00", tz="UTC")
@@ -500,6 +502,54 @@ def test_live_and_replay_read_different_relations() -> None:
     assert "shipments_asof(TIMESTAMPTZ '2026-03-02 09:30:00.000000+00'" in replay
     assert "inventory_asof(TIMESTAMPTZ" in queries.sites_sql(Filters(), as_of)
     assert "inventory_now" in queries.sites_sql(Filters())
+
+
+def test_exception_queue_lists_every_exception_of_the_open_shipments(tmp_path: Path) -> None:
+    """Open shipments' exceptions only, however long ago the shipment began (the scan starts at
+    the oldest open shipment's first event), critical first, then the oldest first."""
+
+    def hour(h: float) -> dt.datetime:
+        return dt.datetime(2026, 3, 2, tzinfo=dt.UTC) + dt.timedelta(hours=h)
+
+    log = EventLog()
+    log.shipment("OLD", hour(30), departed=hour(5), planned_hours=26)  # open since 03:00
+    log.shipment("NEW", hour(12), carrier="CAR-GAL", departed=hour(9))
+    delivered = (hour(10.5), [("P-1756514-82T-S", 10)], 0)
+    log.shipment("DONE", hour(11), departed=hour(8), arrived=hour(10), delivered=delivered)
+    log.shipment("GONE", hour(12), departed=hour(8), cancelled=hour(9.5))
+    exceptions = [  # (shipment, hours, severity, code)
+        ("OLD", 5.5, "warning", "TRAFFIC"),
+        ("OLD", 6, "critical", "BREAKDOWN"),
+        ("NEW", 9.75, "critical", "STRIKE"),
+        ("NEW", 9.5, "info", "WEATHER"),
+        ("DONE", 9, "critical", "DAMAGE"),
+        ("GONE", 9, "critical", "OTHER"),
+    ]
+    for shipment_id, hours, severity, code in exceptions:
+        log.add("shipment.exception", hour(hours), shipment_id=shipment_id, code=code,
+                severity=severity, message=f"{code.lower()} on the way")  # fmt: skip
+    path = tmp_path / "q.duckdb"
+    store_events(path, log.events)
+
+    def queue(filters: Filters) -> list[tuple[str, str, str]]:
+        frame = read_sql(path, queries.exception_queue_sql(filters))
+        return list(zip(frame["shipment_id"], frame["severity"], frame["code"], strict=True))
+
+    assert queue(Filters()) == [
+        ("OLD", "critical", "BREAKDOWN"),
+        ("NEW", "critical", "STRIKE"),
+        ("OLD", "warning", "TRAFFIC"),
+        ("NEW", "info", "WEATHER"),
+    ]
+    assert queue(Filters(carrier=("CAR-GAL",))) == [
+        ("NEW", "critical", "STRIKE"),
+        ("NEW", "info", "WEATHER"),
+    ]
+    assert queue(Filters(carrier=("CAR-XXX",))) == [], "no open shipment: no bound, no rows"
+    summary = read_sql(path, queries.exception_summary_sql(Filters()))
+    assert summary["exceptions"].sum() == 4 and set(summary["code"]) == {
+        "BREAKDOWN", "STRIKE", "TRAFFIC", "WEATHER"
+    }  # fmt: skip
 
 
 def test_filter_values_reach_sql_only_as_quoted_literals(tmp_path: Path) -> None:

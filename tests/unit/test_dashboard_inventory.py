@@ -257,6 +257,49 @@ def test_days_of_supply_count_stock_on_the_way(stock_db) -> None:
     assert elsewhere.empty, "the region filter applies to distributors"
 
 
+def test_days_of_supply_stock_is_the_on_hand_rule_for_counted_and_uncounted_keys(
+    tmp_path: Path,
+) -> None:
+    """Cover reads the ledger itself (not inventory_now): a key never counted takes all its
+    changes, however old; a counted key only those after its own count, even when other keys
+    were counted earlier; equal to the oracle's and to inventory_now's on hand."""
+    log = EventLog()
+    adjusted, counted = "inventory.adjusted", "inventory.counted"
+    # never counted; changes before and after every count
+    log.add(adjusted, at("09:00"), site_id=DISTRIBUTOR, sku=SKU_B, delta=4, reason="correction")
+    log.add(adjusted, at("10:50"), site_id=DISTRIBUTOR, sku=SKU_B, delta=-3, reason="sold")
+    # the first count of all, then a change at its instant (in the count) and one after
+    log.add(counted, at("10:05"), site_id=OTHER_DISTRIBUTOR, sku=SKU_A, on_hand=50)
+    log.add(adjusted, at("10:05"), site_id=OTHER_DISTRIBUTOR, sku=SKU_A, delta=-9, reason="sold")
+    log.add(adjusted, at("10:20"), site_id=OTHER_DISTRIBUTOR, sku=SKU_A, delta=2, reason="produced")
+    # counted later than the first count: a change between the two counts is before its own
+    log.add(adjusted, at("10:10"), site_id=DISTRIBUTOR, sku=SKU_A, delta=-5, reason="sold")
+    log.shipment(  # received before the count: already in it
+        "IN-1", at("10:15"), origin=DC, lines=[(SKU_A, 20)], departed=at("09:30"),
+        arrived=at("10:14"), delivered=(at("10:15"), [(SKU_A, 20)], 0),
+    )  # fmt: skip
+    log.add(counted, at("10:30"), site_id=DISTRIBUTOR, sku=SKU_A, on_hand=60)
+    log.add(adjusted, at("10:40"), site_id=DISTRIBUTOR, sku=SKU_A, delta=-6, reason="sold")
+    path = tmp_path / "cover.duckdb"
+    store_events(path, log.events, tolerance_minutes=TOLERANCE)
+    hour = kpi_queries.PERIOD_BY_KEY["1h"]
+    cover = read_sql(path, inventory_queries.days_of_supply_sql(Filters(), hour, 7.0, T))
+    got = {(r.site_id, r.sku): int(r.on_hand) for r in cover.itertuples()}
+    assert got == {
+        (DISTRIBUTOR, SKU_B): 1,
+        (OTHER_DISTRIBUTOR, SKU_A): 52,
+        (DISTRIBUTOR, SKU_A): 54,
+    }
+    want = {
+        (row["site_id"], row["sku"]): row["on_hand"]
+        for row in oracle.derive_inventory(log.events, T)
+        if row["site_id"] in (DISTRIBUTOR, OTHER_DISTRIBUTOR)
+    }
+    assert got == want
+    live = read_sql(path, "SELECT site_id, sku, on_hand FROM inventory_now")
+    assert got == {(r.site_id, r.sku): int(r.on_hand) for r in live.itertuples() if r.site_id != DC}
+
+
 def test_in_transit_lanes_and_flows_follow_the_contract(stock_db) -> None:
     path, events = stock_db
     lanes = read_sql(path, inventory_queries.in_transit_lanes_sql(Filters()))

@@ -316,6 +316,69 @@ def test_period_kpis_match_the_oracle_and_the_hand_count(scenario_db) -> None:
     assert bool(before["covered"]), "the scenario's events start before 10:00"
 
 
+def test_period_kpis_count_deliveries_apart_from_the_shipments_due(tmp_path: Path) -> None:
+    """Due (by planned arrival) and delivered (by delivery time) are two sets read in one
+    scan: a shipment counts in each by its own instant, or in neither."""
+    log = EventLog()
+    d = at(-120)
+    # planned before both periods, delivered in the current one: delivered only
+    log.shipment(
+        "A",
+        at(-30),
+        lines=[(SKU_A, 7)],
+        departed=d,
+        arrived=at(75),
+        delivered=(at(80), [(SKU_A, 7)], 0),
+    )
+    # due in the previous hour, delivered in the current one (late)
+    log.shipment(
+        "B",
+        at(30),
+        lines=[(SKU_A, 5)],
+        departed=d,
+        arrived=at(64),
+        delivered=(at(65), [(SKU_A, 5)], 0),
+    )
+    # due in the current hour, delivered early in the previous one
+    log.shipment(
+        "C",
+        at(90),
+        lines=[(SKU_A, 3)],
+        departed=d,
+        arrived=at(40),
+        delivered=(at(55), [(SKU_A, 3)], 0),
+    )
+    # delivered at exactly T: in neither delivered count; due in the current hour
+    log.shipment(
+        "D",
+        at(115),
+        lines=[(SKU_A, 4)],
+        departed=d,
+        arrived=at(110),
+        delivered=(at(120), [(SKU_A, 4)], 0),
+    )
+    # delivered at the current hour's first instant, planned after T: delivered only
+    log.shipment(
+        "E",
+        at(150),
+        lines=[(SKU_A, 2)],
+        departed=d,
+        arrived=at(59),
+        delivered=(at(60), [(SKU_A, 2)], 0),
+    )
+    path = tmp_path / "k.duckdb"
+    store_events(path, log.events, tolerance_minutes=TOLERANCE)
+    kpis = read_sql(path, kpi_queries.period_kpis_sql(Filters(), HOUR, T)).set_index("period")
+    now, before = kpis.loc["current"], kpis.loc["previous"]
+    assert (now["shipments"], now["on_time"], now["otif"]) == (2, 2, 2)  # C, D
+    assert (before["shipments"], before["judged"], before["on_time"]) == (1, 1, 0)  # B
+    assert (now["delivered_shipments"], now["delivered_tires"]) == (3, 14)  # A, B, E
+    assert (before["delivered_shipments"], before["delivered_tires"]) == (1, 3)  # C
+    for name, (rate, otif) in expected_rates(log.events, T, HOUR, TOLERANCE).items():
+        assert same(kpis.loc[name, "on_time_rate"], rate), name
+        assert same(kpis.loc[name, "otif_rate"], otif), name
+
+
 def test_carrier_filter_and_scorecard_match_the_oracle_per_carrier(scenario_db) -> None:
     path, events = scenario_db
     shipments = oracle.derive_shipments(events, T, TOLERANCE)
