@@ -42,6 +42,11 @@ LOCAL_CONSUMER_TUNING = {
     "heartbeat.interval.ms": "500",
     "fetch.wait.max.ms": "100",
 }
+# Consumer defaults a properties file may override. The worker takes 20,000 messages per
+# batch; librdkafka's default prefetch (64 MB of messages, about 150,000 of ours, plus its
+# bookkeeping per message) sat full the whole time a backlog was read, in the worker's peak
+# memory. 16 MB still keeps several batches ready.
+CONSUMER_DEFAULTS = {"queued.max.messages.kbytes": "16384"}
 # Properties a user may not override: exactly-once rests on them (offsets live in DuckDB).
 FORCED_CONSUMER_PROPS = {
     "enable.auto.commit": "false",
@@ -122,7 +127,11 @@ class KafkaSettings:
         return is_loopback(self._base()["bootstrap.servers"])
 
     def consumer_config(self, group_id: str) -> dict[str, Any]:
-        conf: dict[str, Any] = {"group.id": group_id, "partition.assignment.strategy": "range"}
+        conf: dict[str, Any] = {
+            "group.id": group_id,
+            "partition.assignment.strategy": "range",
+            **CONSUMER_DEFAULTS,
+        }
         if self.local:
             conf.update(LOCAL_CONSUMER_TUNING)
         conf.update(self._base())

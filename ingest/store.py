@@ -32,7 +32,9 @@ from ingest.seen_ids import SeenIds
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_THRESHOLD = "512MB"
+# Rows appended since the last checkpoint stay in memory: at 512 MB of WAL the worker's peak
+# memory while reading a 2M backlog was 1.4 GiB, at 256 MB 1.05 GiB, with the same throughput.
+CHECKPOINT_THRESHOLD = "256MB"
 # Up to this many ids of a batch are looked up in the primary key's index at once (see
 # _insert_new_events); DuckDB scans the whole key column for a longer list of literals.
 INDEX_PROBE_MAX_EVENTS = 2000
@@ -315,7 +317,7 @@ class Store:
         self.path = path
         self.con = connect_file(path, read_only=False)
         self._known: KnownReferences | None = None  # set by load_reference
-        self._seen: SeenIds | None = None  # built on the first batch (see _seen_ids)
+        self._seen: SeenIds | None = None  # see index_stored_ids
         try:
             set_memory_limit(self.con, memory_limit)
             load_extensions(self.con)
@@ -570,6 +572,11 @@ class Store:
         if inserted.num_rows == incoming.num_rows:
             return incoming
         return incoming.filter(pc.is_in(incoming["event_id"], value_set=inserted["event_id"]))
+
+    def index_stored_ids(self) -> None:
+        """Build the filter of stored ids now (about 1 s at 10M events), so the first batch
+        does not wait for it: the worker calls this before it consumes or serves."""
+        self._seen_ids()
 
     def _seen_ids(self) -> SeenIds:
         """The filter of stored ids: built from the events table on first use, and again,

@@ -155,6 +155,7 @@ class Worker:
         try:
             load_network(DATA_DIR)  # reports bad reference data by file and line
             store.load_reference(DATA_DIR)
+            store.index_stored_ids()
             store.mark_started()
             if s.serve.enabled:
                 endpoint = start_serving(store.con, s.db_path, s.serve)
