@@ -1023,8 +1023,7 @@ def _measure(
         rss[f"ingest_{size}"] = run.rss_mb_peak
         # The alerts open without their debounce, so the one-off opening of every alert of
         # the history is over before the queries and freshness are measured (settle_alerts);
-        # those are measured by a worker with the default rules, as a user runs it (without
-        # the debounce, alerts kept opening and resolving and slowed every batch).
+        # those are measured by a worker with the default rules, as a user runs it.
         rules = no_debounce_rules(work_dir / "alert_rules_serving.toml")
         with serving_worker(
             kafka, db_path, work_dir / "worker.log", "--alert-rules", str(rules)

@@ -39,6 +39,8 @@ CHECKPOINT_THRESHOLD = "256MB"
 # _insert_new_events); DuckDB scans the whole key column for a longer list of literals.
 INDEX_PROBE_MAX_EVENTS = 2000
 SEEN_IDS_CHUNK = 1_000_000  # ids hashed per step when building the filter of stored ids
+# The hash the filter of stored ids holds: building it and checking a batch must use this one.
+ID_HASH = "hash(event_id) AS h"
 MIGRATIONS = (
     "001_schema.sql",
     "002_broker_resets.sql",
@@ -534,7 +536,7 @@ class Store:
         if incoming.num_rows == 0:
             return incoming
         seen = self._seen_ids()
-        hashes = con.execute("SELECT hash(event_id) AS h FROM incoming").fetchnumpy()["h"]
+        hashes = con.execute(f"SELECT {ID_HASH} FROM incoming").fetchnumpy()["h"]
         flagged = incoming["event_id"].filter(pa.array(seen.may_contain(hashes))).to_pylist()
         if exact or len(flagged) > INDEX_PROBE_MAX_EVENTS or any("\x00" in i for i in flagged):
             fresh = self._insert_skipping_stored(incoming)
@@ -586,9 +588,7 @@ class Store:
         started = time.monotonic()
         (count,) = self.con.execute("SELECT count(*) FROM events").fetchone() or (0,)
         seen = SeenIds(expected=2 * int(count) if self._seen is not None else int(count))
-        reader = self.con.execute("SELECT hash(event_id) AS h FROM events").to_arrow_reader(
-            SEEN_IDS_CHUNK
-        )
+        reader = self.con.execute(f"SELECT {ID_HASH} FROM events").to_arrow_reader(SEEN_IDS_CHUNK)
         for chunk in reader:
             seen.add(chunk.column(0).to_numpy())
         log.info(
