@@ -30,6 +30,9 @@ TOP_LEVEL_NUMBERS = (
     "freshness_ms_p50_at_500",
     "freshness_ms_p95_at_500",
     "freshness_ms_p99_at_500",
+    "broker_latency_ms_p50_at_500",
+    "broker_latency_ms_p95_at_500",
+    "broker_latency_ms_p99_at_500",
     "worker_rss_mb_peak",
     "db_bytes_per_million_events",
     "stored_events",
@@ -73,14 +76,17 @@ def test_bench_measures_everything_at_a_tiny_size(tmp_path: Path) -> None:
     assert run["messages"] == results["consume_ceiling_messages"]
     assert results["naive_messages"] == 500
     alerts, dead = results["alert_runs"]["alerts"], results["alert_runs"]["alerts_dead_webhook"]
-    assert dead["messages"] == alerts["messages"] >= run["messages"]  # + freshness messages
+    assert dead["messages"] == alerts["messages"] == run["messages"]  # freshness: other topics
     assert dead["alert_events"] > 0
     webhook = dead["webhook"]
     assert webhook["queued"] > 0 and webhook["delivered"] == 0 and webhook["last_error"]
 
-    fresh = results["freshness"][0]
-    assert fresh["rate"] == 500 and fresh["samples"] > 1000
-    assert fresh["p50_ms"] <= fresh["p95_ms"] <= fresh["p99_ms"] <= fresh["max_ms"]
+    fresh, on_broker = results["freshness"][0], results["broker_latency"][0]
+    for latency in (fresh, on_broker):
+        assert latency["rate"] == 500 and latency["samples"] > 1000
+        assert latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+    assert on_broker["unseen"] == 0  # a plain consumer gets every message delivered
+    assert "broker latency p50/p95/p99 at 500/s" in result.output
 
     timings = results["queries"]["20000"]["queries"]
     assert not [name for name, t in timings.items() if t["error"]], timings
