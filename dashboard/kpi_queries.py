@@ -108,20 +108,6 @@ def _periods_cte(as_of: dt.datetime, period: Period) -> str:
 )"""
 
 
-# Every planned SKU (lines summed per SKU) received in good condition at least as planned.
-# Delivered lines equal to the plan's (the common case; the contract makes a plan's lines
-# non-empty with a SKU and a quantity each) are in full: that test skips the per-SKU sums,
-# which cost most of a KPI query.
-IN_FULL_SQL = """CASE WHEN delivered_lines = planned_lines AND len(planned_lines) > 0 THEN TRUE
-    ELSE coalesce(list_bool_and(list_transform(
-        list_distinct(list_transform(planned_lines, lambda l: l.sku)),
-        lambda k: coalesce(list_sum(list_transform(
-                      list_filter(delivered_lines, lambda d: d.sku = k), lambda d: d.quantity)), 0)
-                  >= list_sum(list_transform(
-                      list_filter(planned_lines, lambda p: p.sku = k), lambda p: p.quantity)))),
-    FALSE) END"""
-
-
 def _period_of(column: str, as_of: dt.datetime, period: Period) -> str:
     """SQL: 'current' or 'previous' for an instant `column` in that period (see `_periods_cte`),
     else NULL. A CASE, not a join with `periods`: a shipment is in at most one of them."""
@@ -141,13 +127,13 @@ def _in_periods(column: str, as_of: dt.datetime, period: Period) -> str:
 
 def _judged_sql(as_of: dt.datetime) -> str:
     """Columns of a shipment `s` (with `tol`) judged at T (the oracle's rule). `otif`: on time
-    and in full; the in-full test, the costly part, runs only for the shipments delivered on
-    time."""
+    and in full (`in_full`, kept with the shipment's state: see `lines_in_full` in
+    ingest/sql/macros.sql)."""
     return f"""s.arrived_at IS NOT NULL AS arrived,
         s.arrived_at IS NOT NULL AND s.delay_minutes <= tol.minutes AS on_time,
         CASE WHEN s.status = 'DELIVERED' AND s.arrived_at IS NOT NULL
                   AND s.delay_minutes <= tol.minutes
-             THEN {IN_FULL_SQL} ELSE FALSE END AS otif,
+             THEN s.in_full ELSE FALSE END AS otif,
         s.arrived_at IS NULL
             AND minutes_between({timestamp_literal(as_of)}, s.planned_arrival) > tol.minutes
             AS overdue,

@@ -46,6 +46,7 @@ MIGRATIONS = (
     "002_broker_resets.sql",
     "003_alerts.sql",
     "004_asof_window.sql",
+    "005_in_full.sql",
 )
 
 _LINE = pa.struct([("sku", pa.string()), ("quantity", pa.int64())])
@@ -196,7 +197,6 @@ def _definitions(span_seconds: float) -> list[str]:
         f"UNION ALL {movements_asof}"
     )
     return [
-        *split_statements(sql_file("macros.sql")),
         partials_asof_macro(span_seconds),
         "CREATE OR REPLACE MACRO shipments_asof(as_of, tolerance_min) AS TABLE "
         + render(
@@ -204,9 +204,16 @@ def _definitions(span_seconds: float) -> list[str]:
             partials="shipment_partials_asof(as_of)",
             t="as_of",
             tolerance="tolerance_min",
+            in_full="lines_in_full(plan.lines, delivered.lines)",
         ),
         "CREATE OR REPLACE VIEW shipments_now AS "
-        + render(shipments, partials="shipment_state", t="now()", tolerance=tolerance_now),
+        + render(
+            shipments,
+            partials="shipment_state",
+            t="now()",
+            tolerance=tolerance_now,
+            in_full="in_full",
+        ),
         "CREATE OR REPLACE MACRO in_transit_asof(as_of) AS TABLE "
         + render(in_transit, partials="shipment_partials_asof(as_of)"),
         "CREATE OR REPLACE VIEW in_transit_now AS " + render(in_transit, partials="shipment_state"),
@@ -326,6 +333,9 @@ class Store:
             # DuckDB checkpoints every 16 MB of WAL by default, which cost about 60 % of each
             # commit when ingesting; the worker checkpoints itself when it is idle instead.
             self.con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+            # Scalar macros first: they read no table, and migrations may use them.
+            for statement in split_statements(sql_file("macros.sql")):
+                self.con.execute(statement)
             self._migrate()
             (span,) = self.con.execute(
                 "SELECT \"value\"::DOUBLE FROM settings WHERE name = 'shipment_span_seconds'"

@@ -39,3 +39,16 @@ CREATE OR REPLACE MACRO shipment_movements(plan, departed_at, arrived_first_at,
                                 cancelled_at),
                  'delta': l.quantity, 'kind': 'return'}) END)
     END;
+
+-- OTIF's in-full test: every planned SKU (lines summed per SKU) received in good condition at
+-- least as planned. Delivered lines equal to the plan's (the common case; the contract makes a
+-- plan's lines non-empty with a SKU and a quantity each) are in full without the per-SKU sums.
+CREATE OR REPLACE MACRO lines_in_full(planned_lines, delivered_lines) AS
+    CASE WHEN delivered_lines = planned_lines AND len(planned_lines) > 0 THEN TRUE
+    ELSE coalesce(list_bool_and(list_transform(
+        list_distinct(list_transform(planned_lines, lambda l: l.sku)),
+        lambda k: coalesce(list_sum(list_transform(
+                      list_filter(delivered_lines, lambda d: d.sku = k), lambda d: d.quantity)), 0)
+                  >= list_sum(list_transform(
+                      list_filter(planned_lines, lambda p: p.sku = k), lambda p: p.quantity)))),
+    FALSE) END;

@@ -1,6 +1,7 @@
 -- Fold the batch's shipment partials into shipment_state: later keys win for "latest" values,
 -- min/max for instants, sums for counts. Computed as whole rows, then swapped in (delete +
 -- insert), which DuckDB does far faster than an upsert that updates nested columns in place.
+-- `in_full` follows from the merged plan and delivery (macros.sql).
 CREATE OR REPLACE TEMP TABLE merged_state AS
 SELECT
     b.shipment_id,
@@ -33,4 +34,5 @@ LEFT JOIN shipment_state AS s USING (shipment_id);
 
 DELETE FROM shipment_state WHERE shipment_id IN (SELECT shipment_id FROM batch_partials);
 
-INSERT INTO shipment_state BY NAME SELECT * FROM merged_state;
+INSERT INTO shipment_state BY NAME
+SELECT *, lines_in_full(plan.lines, delivered.lines) AS in_full FROM merged_state;

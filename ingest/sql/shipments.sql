@@ -1,5 +1,6 @@
 -- Shipment rows of the contract from partial states {partials} at time {t}, with the on-time
 -- tolerance {tolerance} in minutes. Columns after planned/delivered_quantity are extras.
+-- {in_full}: OTIF's in-full test, stored with the live state, computed for a replay.
 WITH base AS (
     SELECT
         p.*,
@@ -54,6 +55,7 @@ SELECT
     exception_count,
     plan.lines AS planned_lines,
     delivered.lines AS delivered_lines,
+    {in_full} AS in_full,
     first_event_at,
     last_event_at
 FROM timed

@@ -12,6 +12,7 @@ import datetime as dt
 import functools
 import itertools
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,9 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import flows, kpi_queries, theme
 from dashboard.filters import Filters
-from ingest.database import configure
+from ingest.database import configure, timestamp_literal
 from ingest.network import load_network
+from ingest.store import Store
 from tests import oracle
 from tests.apptest import assert_clean, run_page
 from tests.browser.dashboard_db import (
@@ -314,6 +316,40 @@ def test_period_kpis_match_the_oracle_and_the_hand_count(scenario_db) -> None:
     assert (before["delivered_shipments"], before["delivered_tires"]) == (1, 13)
     assert now["tolerance_minutes"] == TOLERANCE
     assert bool(before["covered"]), "the scenario's events start before 10:00"
+
+
+IN_FULL = {"S01": True, "S02": False, "S08": True, "S09": True}  # the delivered ones
+
+
+def in_full_by_shipment(path: Path, relation: str) -> dict[str, bool]:
+    frame = read_sql(path, f"SELECT shipment_id, in_full FROM {relation}")
+    return dict(zip(frame["shipment_id"], frame["in_full"].astype(bool), strict=True))
+
+
+def test_in_full_is_kept_with_the_state_as_a_replay_computes_it(scenario_db) -> None:
+    """The live state stores OTIF's in-full test; a replay computes it from the line lists.
+    Both agree, and a shipment not delivered is not in full."""
+    path, _ = scenario_db
+    live = in_full_by_shipment(path, "shipments_now")
+    replay = in_full_by_shipment(path, f"shipments_asof({timestamp_literal(T)}, {TOLERANCE})")
+    assert live == replay
+    assert {k: v for k, v in live.items() if v or k in IN_FULL} == IN_FULL
+
+
+def test_an_older_database_gets_in_full_when_it_is_upgraded(scenario_db, tmp_path: Path) -> None:
+    """Migration 5 adds the flag to a store written before it and fills it for every shipment."""
+    path = tmp_path / "old.duckdb"
+    shutil.copy(scenario_db[0], path)
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("ALTER TABLE shipment_state DROP COLUMN in_full")
+        con.execute("DELETE FROM schema_migrations WHERE name = '005_in_full.sql'")
+    finally:
+        con.close()
+    Store(path, on_time_tolerance_minutes=TOLERANCE).close()
+    assert in_full_by_shipment(path, "shipments_now") == in_full_by_shipment(
+        scenario_db[0], "shipments_now"
+    )
 
 
 def test_period_kpis_count_deliveries_apart_from_the_shipments_due(tmp_path: Path) -> None:
