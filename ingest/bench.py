@@ -669,6 +669,10 @@ def dashboard_queries(samples: dict[str, Any]) -> tuple[list[tuple[str, str]], l
             values.setdefault("sales_window", module.DEFAULT_PERIOD)
         if getattr(module, "FLOW_MEASURES", None):
             values.setdefault("measure", module.FLOW_MEASURES[0])
+        if hasattr(module, "AlertChoice"):  # the alerts page with none of its own filters
+            values.setdefault("choice", module.AlertChoice())
+        if hasattr(module, "OPEN_STATUSES"):
+            values.setdefault("statuses", module.OPEN_STATUSES)
     for module in modules:
         short = module.__name__.rsplit(".", 1)[1]
         prefix = "" if short == "queries" else short.removesuffix("_queries") + "."

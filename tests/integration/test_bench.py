@@ -46,6 +46,8 @@ EXPECTED_QUERIES = (
     "trucks@as_of",
     "sites",
     "lanes",
+    "alert.open_alerts",
+    "alert.resolved_alerts",
     "export.shipments_now",
     "export.inventory_now",
     "export.in_transit_now",
@@ -89,6 +91,7 @@ def test_bench_measures_everything_at_a_tiny_size(tmp_path: Path) -> None:
     assert "broker latency p50/p95/p99 at 500/s" in result.output
 
     timings = results["queries"]["20000"]["queries"]
+    assert results["queries"]["20000"]["problems"] == []  # every builder had its sample values
     assert not [name for name, t in timings.items() if t["error"]], timings
     for name in EXPECTED_QUERIES:
         assert name in timings, f"query {name} was not timed"
