@@ -47,6 +47,7 @@ MIGRATIONS = (
     "003_alerts.sql",
     "004_asof_window.sql",
     "005_in_full.sql",
+    "006_adjustment_reason.sql",
 )
 
 _LINE = pa.struct([("sku", pa.string()), ("quantity", pa.int64())])
@@ -658,7 +659,8 @@ class Store:
             "AND ref IN (SELECT shipment_id FROM batch_partials)"
         )
         con.execute(
-            "INSERT INTO stock_changes SELECT m.site_id, m.sku, m.ts, m.delta, m.kind, "
+            "INSERT INTO stock_changes (site_id, sku, ts, delta, kind, ref) "
+            "SELECT m.site_id, m.sku, m.ts, m.delta, m.kind, "
             "shipment_id FROM (SELECT shipment_id, unnest(shipment_movements(plan, departed_at, "
             "arrived_first_at, delivered_first_at, delivered, cancelled_at)) AS m "
             "FROM shipment_state WHERE shipment_id IN (SELECT shipment_id FROM batch_partials))"

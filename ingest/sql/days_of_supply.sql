@@ -5,7 +5,8 @@
 -- {window_s}: the window in seconds. Daily sales: tires adjusted with reason 'sold' in
 -- ({since}, {t}], divided by the window in days, or by the time since the first stored event
 -- when the history is shorter than the window (sales_window_days says which). No sales in the
--- window: no days of supply. Stock and in-transit stock are those of the live state.
+-- window: no days of supply. Stock, in-transit stock and sales are those of the live state
+-- (sales from the stock ledger, which holds every adjustment whose time has come).
 WITH distributors AS ({distributors}),
 -- Stock follows inventory.sql's rule (the inventory_now view: the latest count plus every
 -- change after it), for the distributors only: the view reads the whole ledger, and its full
@@ -45,9 +46,9 @@ transit AS (
 ),
 sales AS (
     SELECT site_id, sku, (-sum(delta))::BIGINT AS sold
-    FROM events
-    WHERE event_type = 'inventory.adjusted' AND reason = 'sold'
-        AND occurred_at > {since} AND occurred_at <= {t}
+    FROM stock_changes
+    WHERE kind = 'adjustment' AND reason = 'sold'
+        AND ts > {since} AND ts <= {t}
         AND site_id IN (SELECT site_id FROM distributors)
     GROUP BY site_id, sku
 ),

@@ -1,5 +1,5 @@
 -- The batch's stock adjustments, as stock changes.
-INSERT INTO stock_changes
-SELECT site_id, sku, occurred_at, delta, 'adjustment', event_id
+INSERT INTO stock_changes (site_id, sku, ts, delta, kind, ref, reason)
+SELECT site_id, sku, occurred_at, delta, 'adjustment', event_id, reason
 FROM apply_events
 WHERE event_type = 'inventory.adjusted';
