@@ -6,12 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -19,7 +17,6 @@ from streamlit.testing.v1 import AppTest
 from dashboard import flows, inventory_queries, kpi_queries, theme
 from dashboard.filters import Filters
 from ingest.database import timestamp_literal
-from ingest.store import Store
 from tests import oracle
 from tests.apptest import assert_clean, run_page
 from tests.browser.dashboard_db import DashboardDb, build_dashboard_db, store_events
@@ -31,6 +28,7 @@ from tests.unit.test_dashboard_kpis import (
     TOLERANCE,
     EventLog,
     read_sql,
+    upgraded_copy,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -263,15 +261,12 @@ def test_days_of_supply_count_stock_on_the_way(stock_db) -> None:
 def test_an_older_database_keeps_its_sales_when_it_is_upgraded(stock_db, tmp_path: Path) -> None:
     """Migration 6 gives the ledger's adjustments their reason from the stored events, so the
     sales of a store written before it are the same after the upgrade."""
-    path = tmp_path / "old.duckdb"
-    shutil.copy(stock_db[0], path)
-    con = duckdb.connect(str(path))
-    try:
-        con.execute("ALTER TABLE stock_changes DROP COLUMN reason")
-        con.execute("DELETE FROM schema_migrations WHERE name = '006_adjustment_reason.sql'")
-    finally:
-        con.close()
-    Store(path, on_time_tolerance_minutes=TOLERANCE).close()
+    path = upgraded_copy(
+        stock_db[0],
+        tmp_path / "old.duckdb",
+        "006_adjustment_reason.sql",
+        "ALTER TABLE stock_changes DROP COLUMN reason",
+    )
     sql = inventory_queries.days_of_supply_sql(Filters(), kpi_queries.PERIOD_BY_KEY["1h"], 7.0, T)
     upgraded = read_sql(path, sql)
     assert upgraded["sold"].sum() > 0

@@ -336,17 +336,28 @@ def test_in_full_is_kept_with_the_state_as_a_replay_computes_it(scenario_db) -> 
     assert {k: v for k, v in live.items() if v or k in IN_FULL} == IN_FULL
 
 
-def test_an_older_database_gets_in_full_when_it_is_upgraded(scenario_db, tmp_path: Path) -> None:
-    """Migration 5 adds the flag to a store written before it and fills it for every shipment."""
-    path = tmp_path / "old.duckdb"
-    shutil.copy(scenario_db[0], path)
+def upgraded_copy(source: Path, path: Path, migration: str, undo: str) -> Path:
+    """A copy of the store at `source` made as before `migration` (`undo` removes what it
+    added), then opened by the Store, which applies the migration again."""
+    shutil.copy(source, path)
     con = duckdb.connect(str(path))
     try:
-        con.execute("ALTER TABLE shipment_state DROP COLUMN in_full")
-        con.execute("DELETE FROM schema_migrations WHERE name = '005_in_full.sql'")
+        con.execute(undo)
+        con.execute("DELETE FROM schema_migrations WHERE name = ?", [migration])
     finally:
         con.close()
     Store(path, on_time_tolerance_minutes=TOLERANCE).close()
+    return path
+
+
+def test_an_older_database_gets_in_full_when_it_is_upgraded(scenario_db, tmp_path: Path) -> None:
+    """Migration 5 adds the flag to a store written before it and fills it for every shipment."""
+    path = upgraded_copy(
+        scenario_db[0],
+        tmp_path / "old.duckdb",
+        "005_in_full.sql",
+        "ALTER TABLE shipment_state DROP COLUMN in_full",
+    )
     assert in_full_by_shipment(path, "shipments_now") == in_full_by_shipment(
         scenario_db[0], "shipments_now"
     )
