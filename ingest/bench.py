@@ -838,7 +838,7 @@ class FreshnessRun:
     p95_ms: float
     p99_ms: float
     max_ms: float
-    poll_p50_ms: float
+    poll_p50_ms: float | None  # None without polls (the broker's latency: a consumer)
 
 
 def _start_paced_producer(
@@ -914,7 +914,7 @@ def _latency_run(
         p95_ms=percentile(latencies, 95),
         p99_ms=percentile(latencies, 99),
         max_ms=max(latencies, default=math.nan),
-        poll_p50_ms=percentile(poll_ms, 50),
+        poll_p50_ms=percentile(poll_ms, 50) if poll_ms else None,
     )
 
 

@@ -88,6 +88,8 @@ def test_bench_measures_everything_at_a_tiny_size(tmp_path: Path) -> None:
         assert latency["rate"] == 500 and latency["samples"] > 1000
         assert latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"] <= latency["max_ms"]
     assert on_broker["unseen"] == 0  # a plain consumer gets every message delivered
+    assert on_broker["poll_p50_ms"] is None and positive(fresh["poll_p50_ms"])
+    assert "NaN" not in out.read_text()  # strict JSON, for jq and other readers
     assert "broker latency p50/p95/p99 at 500/s" in result.output
 
     timings = results["queries"]["20000"]["queries"]
