@@ -48,6 +48,8 @@ MIGRATIONS = (
     "004_asof_window.sql",
     "005_in_full.sql",
     "006_adjustment_reason.sql",
+    "007_stock_levels.sql",
+    "008_sales_by_hour.sql",
 )
 
 _LINE = pa.struct([("sku", pa.string()), ("quantity", pa.int64())])
@@ -220,12 +222,9 @@ def _definitions(span_seconds: float) -> list[str]:
         "CREATE OR REPLACE VIEW in_transit_now AS " + render(in_transit, partials="shipment_state"),
         "CREATE OR REPLACE MACRO inventory_asof(as_of) AS TABLE "
         + render(inventory, counts=counts_asof, changes=changes_asof),
+        # inventory.sql's rule, folded batch by batch (fold_stock_levels.sql).
         "CREATE OR REPLACE VIEW inventory_now AS "
-        + render(
-            inventory,
-            counts="SELECT site_id, sku, count_key.ts AS count_ts, on_hand FROM stock_counts",
-            changes="SELECT site_id, sku, ts, delta FROM stock_changes",
-        ),
+        "SELECT site_id, sku, on_hand, count_ts AS counted_at FROM stock_levels",
         'CREATE OR REPLACE VIEW kafka_positions AS SELECT topic, "partition", next_offset, '
         "high_watermark, greatest(coalesce(high_watermark, 0) - next_offset, 0) AS lag, "
         "at_end_since, updated_at FROM kafka_offsets",
@@ -305,6 +304,34 @@ class BatchContents:
             shipments=events["shipment_id"].null_count < events.num_rows,
             sites=events["site_id"].null_count < events.num_rows,
         )
+
+
+# A change of the stock ledger, as fold_stock_levels.sql takes it: ledger_rows is 1 for a row
+# added, -1 for one removed (its delta negated).
+LEDGER_CHANGE_SCHEMA = pa.schema(
+    [
+        ("site_id", pa.string()),
+        ("sku", pa.string()),
+        ("ts", _TS),
+        ("delta", pa.int64()),
+        ("ledger_rows", pa.int64()),
+    ]
+)
+
+
+def adjustment_changes(events: pa.Table) -> pa.Table:
+    """The ledger rows that fold_stock_adjustments.sql adds for a batch's events."""
+    adjusted = events.filter(pc.equal(events["event_type"], "inventory.adjusted"))
+    return pa.table(
+        [
+            adjusted["site_id"],
+            adjusted["sku"],
+            adjusted["occurred_at"],
+            adjusted["delta"].cast(pa.int64()),
+            pa.array([1] * adjusted.num_rows, type=pa.int64()),
+        ],
+        schema=LEDGER_CHANGE_SCHEMA,
+    )
 
 
 def stamped(events: pa.Table, ingested_at: dt.datetime) -> pa.Table:
@@ -509,9 +536,10 @@ class Store:
 
         present = BatchContents.of(apply_events)
         out_of_order = self._count_out_of_order() if apply_events.num_rows else 0
-        if present.shipments:
-            self._fold_shipments()
-        self._fold_inventory(present)
+        moved = self._fold_shipments() if present.shipments else None
+        adjusted = self._fold_inventory(present, apply_events)
+        recount = "inventory.counted" in present.event_types
+        self._fold_stock_levels([moved, adjusted], recount=recount)
         self._store_offsets(batch.next_offsets, now)
         last_event_at = pc.max(apply_events["occurred_at"]).as_py()
         con.execute(
@@ -639,7 +667,9 @@ class Store:
         (count,) = self.con.execute(sql_file("count_out_of_order.sql")).fetchone() or (0,)
         return int(count)
 
-    def _fold_shipments(self) -> None:
+    def _fold_shipments(self) -> pa.Table | None:
+        """Fold the batch's shipment events into shipment_state and rewrite the stock movements
+        of the shipments whose movements changed; returns the ledger's changes, if any."""
         con = self.con
         con.execute(
             "CREATE OR REPLACE TEMP TABLE batch_partials AS "
@@ -650,22 +680,18 @@ class Store:
         (span,) = con.execute(
             "SELECT max(epoch(last_event_at) - epoch(first_event_at)) FROM merged_state"
         ).fetchone() or (None,)
-        con.execute("DROP TABLE merged_state")
         if span is not None and span_window(span) > self._asof_window:
             self._define_partials_asof(span)
-        # A shipment's stock movements follow its whole state: rebuild them for those touched.
-        con.execute(
-            "DELETE FROM stock_changes WHERE kind <> 'adjustment' "
-            "AND ref IN (SELECT shipment_id FROM batch_partials)"
-        )
-        con.execute(
-            "INSERT INTO stock_changes (site_id, sku, ts, delta, kind, ref) "
-            "SELECT m.site_id, m.sku, m.ts, m.delta, m.kind, "
-            "shipment_id FROM (SELECT shipment_id, unnest(shipment_movements(plan, departed_at, "
-            "arrived_first_at, delivered_first_at, delivered, cancelled_at)) AS m "
-            "FROM shipment_state WHERE shipment_id IN (SELECT shipment_id FROM batch_partials))"
-        )
-        con.execute("DROP TABLE batch_partials")
+        create_moved, *rewrite, read_changes = split_statements(sql_file("move_stock.sql"))
+        con.execute(create_moved)
+        changes = None
+        if (con.execute("SELECT count(*) FROM moved").fetchone() or (0,))[0]:
+            for statement in rewrite:
+                con.execute(statement)
+            changes = con.execute(read_changes).to_arrow_table().cast(LEDGER_CHANGE_SCHEMA)
+        for table in ("moved", "merged_state", "batch_partials"):
+            con.execute(f"DROP TABLE {table}")
+        return changes
 
     def _define_partials_asof(self, span_seconds: float) -> None:
         """A shipment spans longer than the as-of look-back window: widen it (in the batch's
@@ -678,15 +704,35 @@ class Store:
         self._asof_window = span_window(span_seconds)
         log.info("as-of look-back window widened to %d h", self._asof_window // 3600)
 
-    def _fold_inventory(self, present: BatchContents) -> None:
+    def _fold_inventory(self, present: BatchContents, apply_events: pa.Table) -> pa.Table | None:
         """Fold the inventory events into the stock tables; only the statements the batch
-        has events for run (each costs milliseconds even with nothing to do, on a big store)."""
+        has events for run (each costs milliseconds even with nothing to do, on a big store).
+        Returns the ledger rows added, if any."""
+        added = None
         if "inventory.counted" in present.event_types:
             self.con.execute(sql_file("fold_stock_counts.sql"))
         if "inventory.adjusted" in present.event_types:
             self.con.execute(sql_file("fold_stock_adjustments.sql"))
+            self.con.execute(sql_file("fold_sales_by_hour.sql"))
+            added = adjustment_changes(apply_events)
         if present.sites:
             self.con.execute(sql_file("fold_site_state.sql"))
+        return added
+
+    def _fold_stock_levels(self, ledger_changes: list[pa.Table | None], *, recount: bool) -> None:
+        """Keep stock_levels equal to inventory.sql's rule over the ledger: the batch's ledger
+        changes move it incrementally, then the keys counted in the batch are set anew."""
+        con = self.con
+        changes = [t for t in ledger_changes if t is not None and t.num_rows]
+        if changes:
+            con.register("ledger_changes", pa.concat_tables(changes))
+            try:
+                for statement in split_statements(sql_file("fold_stock_levels.sql")):
+                    con.execute(statement)
+            finally:
+                con.unregister("ledger_changes")
+        if recount:
+            con.execute(sql_file("fold_stock_recounts.sql"))
 
     def _flag_unknown_references(self, now: dt.datetime) -> int:
         """Record references to unknown sites, SKUs or carriers; returns how many."""

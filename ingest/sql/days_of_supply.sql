@@ -6,37 +6,13 @@
 -- ({since}, {t}], divided by the window in days, or by the time since the first stored event
 -- when the history is shorter than the window (sales_window_days says which). No sales in the
 -- window: no days of supply. Stock, in-transit stock and sales are those of the live state
--- (sales from the stock ledger, which holds every adjustment whose time has come).
+-- (sales from the stock ledger, which holds every adjustment whose time has come, and its
+-- hourly sums).
 WITH distributors AS ({distributors}),
--- Stock follows inventory.sql's rule (the inventory_now view: the latest count plus every
--- change after it), for the distributors only: the view reads the whole ledger, and its full
--- outer join keeps the site filter from reaching the scan. No count is older than
--- first_count, so a change before it counts only for a key without a count: those keys take
--- the ledger's plain sums (no join per change), the counted ones their few recent changes.
-counts AS (
-    SELECT site_id, sku, count_key.ts AS count_ts, on_hand FROM stock_counts
-    WHERE site_id IN (SELECT site_id FROM distributors)
-),
-first_count AS (SELECT coalesce(min(count_ts), 'infinity'::TIMESTAMPTZ) AS ts FROM counts),
-ledger AS (
-    SELECT site_id, sku, sum(delta) AS delta FROM stock_changes
-    WHERE site_id IN (SELECT site_id FROM distributors)
-    GROUP BY site_id, sku
-),
-since_count AS (
-    SELECT ch.site_id, ch.sku, sum(ch.delta) FILTER (WHERE ch.ts > c.count_ts) AS delta
-    FROM stock_changes AS ch
-    JOIN counts AS c USING (site_id, sku)
-    WHERE ch.ts > (SELECT ts FROM first_count)
-    GROUP BY ch.site_id, ch.sku
-),
+-- Stock: the live on-hand levels (stock_levels, inventory.sql's rule folded batch by batch).
 stock AS (
-    SELECT coalesce(c.site_id, l.site_id) AS site_id, coalesce(c.sku, l.sku) AS sku,
-        (CASE WHEN c.site_id IS NULL THEN l.delta
-              ELSE coalesce(c.on_hand, 0) + coalesce(s.delta, 0) END)::BIGINT AS on_hand
-    FROM counts AS c
-    FULL OUTER JOIN ledger AS l USING (site_id, sku)
-    LEFT JOIN since_count AS s ON s.site_id = c.site_id AND s.sku = c.sku
+    SELECT site_id, sku, on_hand FROM stock_levels
+    WHERE site_id IN (SELECT site_id FROM distributors)
 ),
 transit AS (
     SELECT destination_site_id AS site_id, sku, sum(in_transit)::BIGINT AS in_transit
@@ -44,13 +20,26 @@ transit AS (
     WHERE destination_site_id IN (SELECT site_id FROM distributors)
     GROUP BY destination_site_id, sku
 ),
+-- Sales: whole hours from stock_sales_by_hour, less the sales of the first hour up to {since}
+-- and of the last one after {t} (two narrow ranges of the ledger; the second is empty when {t}
+-- is now, its zone maps skip nearly all of the first). `sales` keeps only keys that sold.
 sales AS (
-    SELECT site_id, sku, (-sum(delta))::BIGINT AS sold
-    FROM stock_changes
-    WHERE kind = 'adjustment' AND reason = 'sold'
-        AND ts > {since} AND ts <= {t}
-        AND site_id IN (SELECT site_id FROM distributors)
+    SELECT site_id, sku, sum(sold)::BIGINT AS sold
+    FROM (
+        SELECT site_id, sku, sales, sold FROM stock_sales_by_hour
+        WHERE "hour" BETWEEN epoch_hour({since}) AND epoch_hour({t})
+        UNION ALL
+        SELECT site_id, sku, -1, delta FROM stock_changes
+        WHERE kind = 'adjustment' AND reason = 'sold'
+            AND ts >= hour_start(epoch_hour({since})) AND ts <= {since}
+        UNION ALL
+        SELECT site_id, sku, -1, delta FROM stock_changes
+        WHERE kind = 'adjustment' AND reason = 'sold'
+            AND ts > {t} AND ts < hour_start(epoch_hour({t}) + 1)
+    )
+    WHERE site_id IN (SELECT site_id FROM distributors)
     GROUP BY site_id, sku
+    HAVING sum(sales) > 0
 ),
 span AS (
     SELECT least({window_s}, greatest(epoch({t}) - epoch(min(occurred_at)), 0.0)) / 86400.0

@@ -52,3 +52,9 @@ CREATE OR REPLACE MACRO lines_in_full(planned_lines, delivered_lines) AS
                   >= list_sum(list_transform(
                       list_filter(planned_lines, lambda p: p.sku = k), lambda p: p.quantity)))),
     FALSE) END;
+
+-- Whole hours since the epoch (UTC, floored) of an instant, and the instant an hour starts:
+-- the buckets of stock_sales_by_hour.
+CREATE OR REPLACE MACRO epoch_hour(ts) AS floor(epoch_us(ts) / 3600000000)::BIGINT;
+
+CREATE OR REPLACE MACRO hour_start(hour) AS to_timestamp(hour * 3600);

@@ -1,7 +1,8 @@
 -- Fold the batch's shipment partials into shipment_state: later keys win for "latest" values,
 -- min/max for instants, sums for counts. Computed as whole rows, then swapped in (delete +
 -- insert), which DuckDB does far faster than an upsert that updates nested columns in place.
--- `in_full` follows from the merged plan and delivery (macros.sql).
+-- `in_full` follows from the merged plan and delivery (macros.sql); `movements_before` are the
+-- stock movements of the state replaced, as the ledger holds them (move_stock.sql).
 CREATE OR REPLACE TEMP TABLE merged_state AS
 SELECT
     b.shipment_id,
@@ -28,11 +29,14 @@ SELECT
     CASE WHEN s.exception_key IS NULL OR b.exception_key > s.exception_key
          THEN coalesce(b.last_exception, s.last_exception) ELSE s.last_exception END
         AS last_exception,
-    coalesce(s.exception_count, 0) + b.exception_count AS exception_count
+    coalesce(s.exception_count, 0) + b.exception_count AS exception_count,
+    shipment_movements(s.plan, s.departed_at, s.arrived_first_at, s.delivered_first_at,
+                       s.delivered, s.cancelled_at) AS movements_before
 FROM batch_partials AS b
 LEFT JOIN shipment_state AS s USING (shipment_id);
 
 DELETE FROM shipment_state WHERE shipment_id IN (SELECT shipment_id FROM batch_partials);
 
 INSERT INTO shipment_state BY NAME
-SELECT *, lines_in_full(plan.lines, delivered.lines) AS in_full FROM merged_state;
+SELECT * EXCLUDE (movements_before), lines_in_full(plan.lines, delivered.lines) AS in_full
+FROM merged_state;

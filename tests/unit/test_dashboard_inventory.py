@@ -273,10 +273,72 @@ def test_an_older_database_keeps_its_sales_when_it_is_upgraded(stock_db, tmp_pat
     pd.testing.assert_frame_equal(upgraded, read_sql(stock_db[0], sql))
 
 
+def test_an_older_database_gets_its_stock_levels_when_it_is_upgraded(
+    stock_db, tmp_path: Path
+) -> None:
+    """Migration 7 fills stock_levels from the counts and the ledger by inventory.sql's rule:
+    on hand and cover of the upgraded store equal those folded batch by batch."""
+    path = upgraded_copy(
+        stock_db[0], tmp_path / "old.duckdb", "007_stock_levels.sql", "DROP TABLE stock_levels"
+    )
+    stock = "SELECT * FROM inventory_now ORDER BY site_id, sku"
+    upgraded = read_sql(path, stock)
+    assert upgraded["counted_at"].notna().any() and upgraded["counted_at"].isna().any()
+    pd.testing.assert_frame_equal(upgraded, read_sql(stock_db[0], stock))
+    sql = inventory_queries.days_of_supply_sql(Filters(), kpi_queries.PERIOD_BY_KEY["1h"], 7.0, T)
+    pd.testing.assert_frame_equal(read_sql(path, sql), read_sql(stock_db[0], sql))
+
+
+def test_sales_are_those_of_the_window_to_the_microsecond(stock_db) -> None:
+    """Sales come from hourly sums less the parts of the first and last hour outside
+    (T - window, T]: the same as summing the window's sales, at instants on a sale, just
+    before one and across the hour."""
+    path, events = stock_db
+    hour = kpi_queries.PERIOD_BY_KEY["1h"]
+    sales = [
+        ((e["site_id"], e["sku"]), dt.datetime.fromisoformat(e["occurred_at"]), -e["delta"])
+        for e in events
+        if e["event_type"] == "inventory.adjusted" and e["reason"] == "sold"
+    ]
+    instants = [at("10:10"), at("10:20"), at("10:50"), at("11:00"), at("11:10"), at("11:50")]
+    instants += [t - dt.timedelta(microseconds=1) for t in (at("10:20"), at("11:10"))]
+    windows = set()
+    for t in instants:
+        cover = read_sql(path, inventory_queries.days_of_supply_sql(Filters(), hour, 7.0, t))
+        got = {(r.site_id, r.sku): int(r.sold) for r in cover.itertuples() if r.sold}
+        want: dict[tuple[str, str], int] = {}
+        for key, occurred, sold in sales:
+            if t - hour.length < occurred <= t:
+                want[key] = want.get(key, 0) + sold
+        assert got == want, t
+        windows.add(tuple(sorted(want.items())))
+    assert len(windows) >= 5, "the instants should see different sales"
+
+
+def test_an_older_database_gets_its_hourly_sales_when_it_is_upgraded(
+    stock_db, tmp_path: Path
+) -> None:
+    """Migration 8 sums the ledger's sales by hour: cover is the same as if they had been
+    folded batch by batch."""
+    path = upgraded_copy(
+        stock_db[0],
+        tmp_path / "old.duckdb",
+        "008_sales_by_hour.sql",
+        "DROP TABLE stock_sales_by_hour",
+    )
+    for t in (T, at("10:30")):
+        sql = inventory_queries.days_of_supply_sql(
+            Filters(), kpi_queries.PERIOD_BY_KEY["1h"], 7.0, t
+        )
+        upgraded = read_sql(path, sql)
+        assert upgraded["sold"].sum() > 0
+        pd.testing.assert_frame_equal(upgraded, read_sql(stock_db[0], sql))
+
+
 def test_days_of_supply_stock_is_the_on_hand_rule_for_counted_and_uncounted_keys(
     tmp_path: Path,
 ) -> None:
-    """Cover reads the ledger itself (not inventory_now): a key never counted takes all its
+    """Cover's stock (stock_levels, folded batch by batch): a key never counted takes all its
     changes, however old; a counted key only those after its own count, even when other keys
     were counted earlier; equal to the oracle's and to inventory_now's on hand."""
     log = EventLog()
