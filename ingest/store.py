@@ -494,7 +494,7 @@ class Store:
                 self._seen = None
                 return self._apply_in_transaction(incoming, dead, batch, now, exact=True)
         finally:
-            for name in ("incoming", "dead", "new_events", "apply_events", "batch_offsets"):
+            for name in ("incoming", "dead", "new_events", "apply_arrow", "batch_offsets"):
                 con.unregister(name)
 
     def _apply_in_transaction(
@@ -532,7 +532,10 @@ class Store:
             else 0
         )
         apply_events = self._events_due(new_events, now)
-        con.register("apply_events", apply_events)
+        # Up to ten statements below read these: each scan of an Arrow table costs 1.5-4 ms
+        # more than one of a DuckDB table, the copy about 7 ms (net 12 ms a batch at 10M).
+        con.register("apply_arrow", apply_events)
+        con.execute("CREATE OR REPLACE TEMP TABLE apply_events AS SELECT * FROM apply_arrow")
 
         present = BatchContents.of(apply_events)
         out_of_order = self._count_out_of_order() if apply_events.num_rows else 0
@@ -541,6 +544,7 @@ class Store:
         recount = "inventory.counted" in present.event_types
         self._fold_stock_levels([moved, adjusted], recount=recount)
         self._store_offsets(batch.next_offsets, now)
+        con.execute("DROP TABLE apply_events")
         last_event_at = pc.max(apply_events["occurred_at"]).as_py()
         con.execute(
             "UPDATE ingest_stats SET messages = messages + ?, accepted = accepted + ?, "
@@ -721,18 +725,19 @@ class Store:
 
     def _fold_stock_levels(self, ledger_changes: list[pa.Table | None], *, recount: bool) -> None:
         """Keep stock_levels equal to inventory.sql's rule over the ledger: the batch's ledger
-        changes move it incrementally, then the keys counted in the batch are set anew."""
-        con = self.con
+        changes move it, the keys counted in the batch are set anew (fold_stock_levels.sql)."""
         changes = [t for t in ledger_changes if t is not None and t.num_rows]
-        if changes:
-            con.register("ledger_changes", pa.concat_tables(changes))
-            try:
-                for statement in split_statements(sql_file("fold_stock_levels.sql")):
-                    con.execute(statement)
-            finally:
-                con.unregister("ledger_changes")
-        if recount:
-            con.execute(sql_file("fold_stock_recounts.sql"))
+        if not changes and not recount:
+            return
+        table = pa.concat_tables(changes) if changes else LEDGER_CHANGE_SCHEMA.empty_table()
+        fold, forget = split_statements(sql_file("fold_stock_levels.sql"))
+        self.con.register("ledger_changes", table)
+        try:
+            self.con.execute(fold)
+        finally:
+            self.con.unregister("ledger_changes")
+        if pc.any(pc.less(table["ledger_rows"], 0)).as_py():
+            self.con.execute(forget)
 
     def _flag_unknown_references(self, now: dt.datetime) -> int:
         """Record references to unknown sites, SKUs or carriers; returns how many."""
