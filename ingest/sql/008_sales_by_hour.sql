@@ -1,4 +1,4 @@
--- Migration 8: tires sold (adjustments with reason 'sold') per distributor, SKU and hour, so days
+-- Migration 8: tires sold (adjustments with reason 'sold') per site, SKU and hour, so days
 -- of supply sums about one row per key and hour of its window instead of every sale in it (at
 -- 10M events, 320k ledger rows: two thirds of days_of_supply.sql's time once stock_levels had
 -- taken the on-hand sums). `sales` counts the adjustments, `sold` their tires (-delta).
