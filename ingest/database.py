@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 import time
@@ -105,6 +106,7 @@ def connect_memory() -> duckdb.DuckDBPyConnection:
     return con
 
 
+@functools.cache  # the worker's fold reads about ten of these per batch; they never change
 def sql_file(name: str) -> str:
     """Text of a file in ingest/sql/, with whole-line comments removed."""
     text = resources.files("ingest").joinpath("sql", name).read_text(encoding="utf-8")
