@@ -6,7 +6,7 @@ import datetime as dt
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -478,8 +478,16 @@ class Store:
 
     # -- the batch ----------------------------------------------------------------------------
 
-    def apply_batch(self, batch: Batch, now: dt.datetime) -> BatchResult:
-        """Store a batch atomically: events, dead letters, derived state, offsets, counters."""
+    def apply_batch(
+        self,
+        batch: Batch,
+        now: dt.datetime,
+        before_commit: Callable[[], None] | None = None,
+    ) -> BatchResult:
+        """Store a batch atomically: events, dead letters, derived state, offsets, counters.
+
+        `before_commit` runs once everything is written, before COMMIT; if it raises, nothing
+        is stored. The worker waits there for the batch's dead letters to reach the broker."""
         con = self.con
         incoming = events_table(batch, now) if batch.table is None else stamped(batch.table, now)
         dead = _tables(
@@ -490,18 +498,25 @@ class Store:
             DEAD_LETTER_SCHEMA,
         )
         try:
-            return self._apply_in_transaction(incoming, dead, batch, now)
+            return self._apply_in_transaction(incoming, dead, batch, now, before_commit)
         finally:
             for name in ("incoming", "dead", "new_events", "apply_arrow", "batch_offsets"):
                 con.unregister(name)
 
     def _apply_in_transaction(
-        self, incoming: pa.Table, dead: pa.Table, batch: Batch, now: dt.datetime
+        self,
+        incoming: pa.Table,
+        dead: pa.Table,
+        batch: Batch,
+        now: dt.datetime,
+        before_commit: Callable[[], None] | None,
     ) -> BatchResult:
         con = self.con
         con.execute("BEGIN")
         try:
             result = self._apply(incoming, dead, batch, now)
+            if before_commit is not None:
+                before_commit()
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

@@ -12,6 +12,7 @@ import pytest
 
 import ingest.store
 from ingest.contract import Rejected, validate
+from ingest.errors import BrokerError
 from ingest.readers import open_reader
 from ingest.seen_ids import SeenIds
 from ingest.store import Batch, DeadLetter, Store, span_window
@@ -293,4 +294,29 @@ def test_an_older_database_is_keyed_by_id_hash_when_it_is_upgraded(tmp_path: Pat
     ).fetchall() == [("events_id_hash",)]
     again, duplicates_again, _ = load(store, scenario, seed=6, now=FAR_FUTURE)
     assert (again, duplicates_again) == (0, accepted + duplicates)
+    store.close()
+
+
+def test_a_batch_is_not_stored_when_its_dead_letters_fail(tmp_path: Path) -> None:
+    """The worker waits for the batch's dead letters just before COMMIT: if that fails,
+    nothing of the batch is stored, and the same batch stores whole afterwards."""
+    scenario = random_scenario(23)
+    store = Store(tmp_path / "t.duckdb")
+
+    def broker_down() -> None:
+        raise BrokerError("1 message(s) not delivered")
+
+    batch = Batch()
+    for offset, (family, _key, value) in enumerate(scenario.messages[:30]):
+        try:
+            batch.add(validate(family, value), f"{family}-events", 0, offset)
+        except Rejected:
+            continue
+        batch.next_offsets[(f"{family}-events", 0)] = offset + 1
+    with pytest.raises(BrokerError):
+        store.apply_batch(batch, FAR_FUTURE, before_commit=broker_down)
+    counts = "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM kafka_offsets)"
+    assert store.con.execute(counts).fetchone() == (0, 0)
+    assert store.apply_batch(batch, FAR_FUTURE).accepted == len(batch.events)
+    assert store.con.execute(counts).fetchone() == (len(batch.events), len(batch.next_offsets))
     store.close()
