@@ -384,11 +384,13 @@ def to_row(event: Event) -> tuple[Any, ...]:
     return tuple(row)
 
 
-# Per event class: the columns it fills and one C-level getter returning them as a tuple.
+_EVENT_TYPE_COLUMN: Final = EVENT_COLUMNS.index("event_type")
+# Per event class: the columns read from each event (event_type, the same for the whole
+# class, is not) and one C-level getter returning them as a tuple.
 _COLUMN_GETTERS: Final[dict[type[Event], tuple[tuple[int, ...], Callable[[Event], Any]]]] = {
     cls: (
-        tuple(i for i, a in enumerate(attributes) if a is not None),
-        operator.attrgetter(*(a for a in attributes if a is not None)),
+        tuple(i for i, a in enumerate(attributes) if a not in (None, "event_type")),
+        operator.attrgetter(*(a for a in attributes if a not in (None, "event_type"))),
     )
     for cls, attributes in _ROW_ATTRIBUTES.items()
 }
@@ -407,6 +409,7 @@ def to_columns(events: Sequence[Event]) -> Iterator[tuple[list[int], list[Sequen
     for cls, indexes in groups.items():
         filled, getter = _COLUMN_GETTERS[cls]
         columns: list[Sequence[Any] | None] = [None] * len(EVENT_COLUMNS)
+        columns[_EVENT_TYPE_COLUMN] = (str(cls.__struct_config__.tag),) * len(indexes)
         values = zip(*map(getter, (events[i] for i in indexes)), strict=True)
         for column, sequence in zip(filled, values, strict=True):
             if column == _LINES_COLUMN:

@@ -245,19 +245,22 @@ def events_table(batch: Batch, ingested_at: dt.datetime) -> pa.Table:
     """The batch's events as an Arrow table in the events table's layout (row order by event
     class: nothing downstream depends on it)."""
     parts = []
+    if batch.positions:
+        topics, partitions, offsets = zip(*batch.positions, strict=True)
+        positions = [
+            pa.array(topics, type=pa.string()),
+            pa.array(partitions, type=pa.int32()),
+            pa.array(offsets, type=pa.int64()),
+        ]
     for indexes, columns in to_columns(batch.events):
         n = len(indexes)
-        topics, partitions, offsets = zip(*(batch.positions[i] for i in indexes), strict=True)
+        rows = pa.array(indexes, type=pa.int64())
         arrays = [
             pa.nulls(n, f.type) if column is None else pa.array(column, type=f.type)
             for column, f in zip(columns, EVENT_SCHEMA, strict=False)  # the event's columns
         ]
-        arrays += [
-            pa.array(topics, type=pa.string()),
-            pa.array(partitions, type=pa.int32()),
-            pa.array(offsets, type=pa.int64()),
-            pa.array([ingested_at] * n, type=_TS),
-        ]
+        arrays += [position.take(rows) for position in positions]
+        arrays.append(pa.repeat(pa.scalar(ingested_at, type=_TS), n))
         parts.append(pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA))
     return pa.concat_tables(parts) if parts else EVENT_SCHEMA.empty_table()
 
@@ -330,7 +333,7 @@ def adjustment_changes(events: pa.Table) -> pa.Table:
             adjusted["sku"],
             adjusted["occurred_at"],
             adjusted["delta"].cast(pa.int64()),
-            pa.array([1] * adjusted.num_rows, type=pa.int64()),
+            pa.repeat(pa.scalar(1, type=pa.int64()), adjusted.num_rows),
         ],
         schema=LEDGER_CHANGE_SCHEMA,
     )
@@ -339,7 +342,7 @@ def adjustment_changes(events: pa.Table) -> pa.Table:
 def stamped(events: pa.Table, ingested_at: dt.datetime) -> pa.Table:
     """A prepared events table with its ingest time set."""
     column = events.schema.get_field_index("ingested_at")
-    stamps = pa.array([ingested_at] * events.num_rows, type=_TS)
+    stamps = pa.repeat(pa.scalar(ingested_at, type=_TS), events.num_rows)
     return events.set_column(column, "ingested_at", stamps)
 
 
