@@ -1,13 +1,11 @@
-"""Which event ids the store may already hold: a Bloom filter over the stored hash of each id.
+"""Which event ids the store may already hold: a Bloom filter over DuckDB's hash of each id.
 
-Every incoming id must be checked against the stored ones. Letting DuckDB do that against a
-primary key cost four times a plain INSERT on a 10M store (543 against 133 ms for 20,000
-events with `INSERT ... ON CONFLICT DO NOTHING`), and even the key's own check of a plain
-INSERT cost 170 ms a batch. With this filter, only the ids it flags (the duplicates, plus
-under 1 % of false alarms) are looked up, by hash in the index of `events.id_hash`, and the rest
-go in with a plain INSERT into a table that checks nothing. A filter never misses an id added
-to it, so it can only cost a look-up too many, never let a duplicate through: exactly once
-rests on that, and on the filter being built from every stored id and given every id stored.
+The store checks every incoming id against the events table's primary key. Letting DuckDB do
+that with `INSERT ... ON CONFLICT DO NOTHING` cost four times a plain INSERT on a 10M store
+(543 against 133 ms for 20,000 events), and it ran for every batch. With this filter, only the
+ids it flags (the duplicates, plus under 1 % of false alarms) are looked up in the key's index;
+the rest go in with a plain INSERT, which still checks the key. A filter never misses an id
+added to it, so it can only cost a look-up too many, never let a duplicate through.
 
 Blocked layout: one 64-bit word per id, chosen by the hash modulo the number of words, with six
 bits set in it from the hash's top 36 bits, so adding and testing are a few vectorised numpy
@@ -28,7 +26,7 @@ _FIRST_POSITION_SHIFT = 64 - _BITS_PER_ID * _POSITION_BITS  # positions from the
 
 
 class SeenIds:
-    """A Bloom filter of 64-bit id hashes (`event_id_hash(event_id)`, UBIGINT)."""
+    """A Bloom filter of 64-bit id hashes (DuckDB's `hash(event_id)`, UBIGINT)."""
 
     def __init__(self, expected: int) -> None:
         words = max(MIN_WORDS, -(-expected * 5 // (4 * IDS_PER_WORD)))  # room for 25 % more

@@ -58,7 +58,3 @@ CREATE OR REPLACE MACRO lines_in_full(planned_lines, delivered_lines) AS
 CREATE OR REPLACE MACRO epoch_hour(ts) AS floor(epoch_us(ts) / 3600000000)::BIGINT;
 
 CREATE OR REPLACE MACRO hour_start(hour) AS to_timestamp(hour * 3600);
-
--- The stored hash of an event id (events.id_hash, migration 9): the upper 64 bits of its MD5,
--- which, unlike DuckDB's hash(), is the same in every DuckDB version that reads the file.
-CREATE OR REPLACE MACRO event_id_hash(event_id) AS (md5_number(event_id) >> 64)::UBIGINT;
