@@ -242,14 +242,15 @@ def _tables(rows: Sequence[tuple], schema: pa.Schema) -> pa.Table:
 def events_table(batch: Batch, ingested_at: dt.datetime) -> pa.Table:
     """The batch's events as an Arrow table in the events table's layout (row order by event
     class: nothing downstream depends on it)."""
+    if not batch.events:
+        return EVENT_SCHEMA.empty_table()
+    topics, partitions, offsets = zip(*batch.positions, strict=True)
+    positions = [
+        pa.array(topics, type=pa.string()),
+        pa.array(partitions, type=pa.int32()),
+        pa.array(offsets, type=pa.int64()),
+    ]
     parts = []
-    if batch.positions:
-        topics, partitions, offsets = zip(*batch.positions, strict=True)
-        positions = [
-            pa.array(topics, type=pa.string()),
-            pa.array(partitions, type=pa.int32()),
-            pa.array(offsets, type=pa.int64()),
-        ]
     for indexes, columns in to_columns(batch.events):
         n = len(indexes)
         rows = pa.array(indexes, type=pa.int64())
@@ -260,7 +261,7 @@ def events_table(batch: Batch, ingested_at: dt.datetime) -> pa.Table:
         arrays += [position.take(rows) for position in positions]
         arrays.append(pa.repeat(pa.scalar(ingested_at, type=_TS), n))
         parts.append(pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA))
-    return pa.concat_tables(parts) if parts else EVENT_SCHEMA.empty_table()
+    return pa.concat_tables(parts)
 
 
 @dataclass(frozen=True)
