@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -28,6 +29,11 @@ from ingest.store import Batch, DeadLetter, Store
 log = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY_S = 30.0
+# The storing thread gives up the GIL in every DuckDB statement and needs it back to go on;
+# while the validating thread runs Python, CPython hands it back only after the switch
+# interval (5 ms by default), about 20 times a batch: 10 ms for a bare BEGIN. At 0.5 ms a BEGIN
+# took 2 ms and 1M messages were stored 10 % faster.
+GIL_SWITCH_INTERVAL_S = 0.0005
 FUTURE_FOLD_INTERVAL_S = 1.0
 IDLE_CHECKPOINT_INTERVAL_S = 60.0
 WATERMARK_INTERVAL_S = 10.0
@@ -245,9 +251,12 @@ class Worker:
         # catches up the next batch is validated while this one is stored (DuckDB, which
         # releases the GIL). A caught-up worker stores each batch as soon as it is validated.
         validator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validate")
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         try:
             return self._run_loop(store, consumer, families, alerts, validator)
         finally:
+            sys.setswitchinterval(switch_interval)
             validator.shutdown(cancel_futures=True)
 
     def _run_loop(
