@@ -38,9 +38,6 @@ CHECKPOINT_THRESHOLD = "256MB"
 # Up to this many ids of a batch are looked up in the primary key's index at once (see
 # _insert_new_events); DuckDB scans the whole key column for a longer list of literals.
 INDEX_PROBE_MAX_EVENTS = 2000
-# The shipments' state is kept as of every multiple of this many seconds of event time
-# (009_shipment_snapshots.sql): an as-of query reads at most this much of events per shipment.
-SNAPSHOT_INTERVAL_S = 300
 SEEN_IDS_CHUNK = 1_000_000  # ids hashed per step when building the filter of stored ids
 # The hash the filter of stored ids holds: building it and checking a batch must use this one.
 ID_HASH = "hash(event_id) AS h"
@@ -53,13 +50,11 @@ MIGRATIONS = (
     "006_adjustment_reason.sql",
     "007_stock_levels.sql",
     "008_sales_by_hour.sql",
-    "009_shipment_snapshots.sql",
 )
 
 _LINE = pa.struct([("sku", pa.string()), ("quantity", pa.int64())])
 _TS = pa.timestamp("us", tz="UTC")
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_UNSTAMPED = _EPOCH  # replaced by the time of storing
+_UNSTAMPED = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # replaced by the time of storing
 _EVENT_TYPES: dict[str, pa.DataType] = {
     "lat": pa.float64(),
     "lon": pa.float64(),
@@ -158,51 +153,23 @@ def span_window(span_seconds: float) -> int:
     return hours * 3600
 
 
-def snapshot_instant_after(instant: dt.datetime) -> dt.datetime:
-    """The first snapshot instant after `instant`: the next multiple of SNAPSHOT_INTERVAL_S
-    seconds since the epoch, as time_bucket() in partials_asof_macro counts them."""
-    step = SNAPSHOT_INTERVAL_S * 1_000_000
-    micros = (instant - _EPOCH) // dt.timedelta(microseconds=1)
-    return _EPOCH + dt.timedelta(microseconds=(micros // step + 1) * step)
-
-
 def partials_asof_macro(span_seconds: float) -> str:
     """shipment_partials_asof(as_of): see shipment_partials_asof.sql."""
     partials = sql_file("shipment_partials.sql")
     window = f"to_seconds({span_window(span_seconds)})"
     merge = sql_file("merge_partials.sql")
-    # The latest snapshot instant before as_of (at an instant itself, the one before: so a
-    # snapshot is computed from the previous one).
-    snapshot_at = f"time_bucket(to_seconds({SNAPSHOT_INTERVAL_S}), as_of - INTERVAL 1 MICROSECOND)"
     return "CREATE OR REPLACE MACRO shipment_partials_asof(as_of) AS TABLE " + render(
         sql_file("shipment_partials_asof.sql"),
-        snapshot_at=snapshot_at,
         waiting_merged=render(
             merge,
             partials="SELECT * FROM settled WHERE shipment_id IN (SELECT shipment_id FROM waiting) "
             "UNION ALL BY NAME " + render(partials, events="waiting"),
         ),
-        covered_merged=render(
-            merge,
-            partials="SELECT * FROM snapped UNION ALL BY NAME "
-            + render(
-                partials,
-                # Two scans, each with its bounds known when the query is planned: the scan
-                # fetches the other columns only for rows within them.
-                events="(SELECT * FROM events "
-                f"WHERE occurred_at > {snapshot_at} AND occurred_at <= as_of "
-                "AND shipment_id IN (SELECT shipment_id FROM covered) "
-                "UNION ALL SELECT * FROM events "
-                "WHERE ingested_at > (SELECT taken_at FROM snapshot) "
-                f"AND occurred_at <= {snapshot_at} AND occurred_at >= as_of - {window} "
-                "AND shipment_id IN (SELECT shipment_id FROM covered))",
-            ),
-        ),
-        uncovered_recomputed=render(
+        straddling_recomputed=render(
             partials,
             events=f"(SELECT * FROM events WHERE occurred_at <= as_of "
             f"AND occurred_at >= as_of - {window} "
-            "AND shipment_id IN (SELECT shipment_id FROM uncovered))",
+            "AND shipment_id IN (SELECT shipment_id FROM straddling))",
         ),
     )
 
@@ -392,8 +359,6 @@ class Store:
         self.con = connect_file(path, read_only=False)
         self._known: KnownReferences | None = None  # set by load_reference
         self._seen: SeenIds | None = None  # see index_stored_ids
-        self._last_stamp: dt.datetime | None = None  # the latest ingested_at stored
-        self._next_snapshot: dt.datetime | None = None  # see _next_snapshot_at
         try:
             set_memory_limit(self.con, memory_limit)
             load_extensions(self.con)
@@ -414,9 +379,6 @@ class Store:
                 "INSERT OR REPLACE INTO settings VALUES ('on_time_tolerance_minutes', ?)",
                 [number_literal(on_time_tolerance_minutes)],
             )
-            (self._last_stamp,) = self.con.execute(
-                "SELECT max(ingested_at) FROM events"
-            ).fetchone() or (None,)
         except duckdb.Error as e:
             self.con.close()
             raise DatabaseError(f"cannot prepare database {path}: {e}") from e
@@ -525,10 +487,7 @@ class Store:
         `before_commit` runs once everything is written, before COMMIT; if it raises, nothing
         is stored. The worker waits there for the batch's dead letters to reach the broker."""
         con = self.con
-        stamp = self._ingest_stamp(now)
-        incoming = (
-            events_table(batch, stamp) if batch.table is None else stamped(batch.table, stamp)
-        )
+        incoming = events_table(batch, now) if batch.table is None else stamped(batch.table, now)
         dead = _tables(
             [
                 (d.topic, d.partition, d.offset, d.reason, now, d.key, d.value)
@@ -538,7 +497,7 @@ class Store:
         )
         try:
             try:
-                result = self._apply_in_transaction(
+                return self._apply_in_transaction(
                     incoming, dead, batch, now, before_commit, exact=False
                 )
             except duckdb.ConstraintException as e:
@@ -547,23 +506,12 @@ class Store:
                 # every id, and build the filter anew.
                 log.warning("stored-id filter missed an id (%s): storing the batch exactly", e)
                 self._seen = None
-                result = self._apply_in_transaction(
+                return self._apply_in_transaction(
                     incoming, dead, batch, now, before_commit, exact=True
                 )
         finally:
             for name in ("incoming", "dead", "new_events", "apply_arrow", "batch_offsets"):
                 con.unregister(name)
-        self._last_stamp = stamp
-        return result
-
-    def _ingest_stamp(self, now: dt.datetime) -> dt.datetime:
-        """A batch's ingested_at: `now`, but after the previous batch's even if the clock steps
-        back, so that a snapshot's taken_at separates the events stored before it from those
-        stored after (shipment_partials_asof.sql)."""
-        last = self._last_stamp
-        if last is not None and now <= last:
-            return last + dt.timedelta(microseconds=1)
-        return now
 
     def _apply_in_transaction(
         self,
@@ -849,53 +797,6 @@ class Store:
             "at_end_since = NULL, updated_at = excluded.updated_at",
             [now],
         )
-
-    def snapshot_shipments(self, until: dt.datetime) -> dt.datetime | None:
-        """Take the next snapshot of the shipments' state (009_shipment_snapshots.sql) if its
-        instant is at or before `until`, the worker's estimate of how far event time is
-        complete; returns its instant. One at a time: each costs about one as-of query."""
-        at = self._next_snapshot_at()
-        if at is None or at > until or self._last_stamp is None:
-            return None
-        params = {"at": at, "taken_at": self._last_stamp}  # every event stored is in it
-        con = self.con
-        con.execute("BEGIN")
-        try:
-            for statement in split_statements(sql_file("take_shipment_snapshot.sql")):
-                con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        self._next_snapshot = None
-        return at
-
-    def _next_snapshot_at(self) -> dt.datetime | None:
-        """The instant of the next snapshot: one interval after the last, or, before the first
-        or after one that found no shipment open, the first instant after the next shipment
-        event (None if there is none yet)."""
-        if self._next_snapshot is not None:
-            return self._next_snapshot
-        last = self.con.execute(
-            "SELECT snapshot_at, shipments FROM shipment_snapshot_times "
-            "ORDER BY snapshot_at DESC LIMIT 1"
-        ).fetchone()
-        if last is not None and last[1] > 0:
-            try:
-                self._next_snapshot = last[0] + dt.timedelta(seconds=SNAPSHOT_INTERVAL_S)
-            except OverflowError:
-                self._next_snapshot = None
-        else:
-            (first,) = self.con.execute(
-                "SELECT min(occurred_at) FROM events "
-                "WHERE shipment_id IS NOT NULL AND occurred_at > ?",
-                [last[0] if last is not None else dt.datetime.min.replace(tzinfo=dt.UTC)],
-            ).fetchone() or (None,)
-            try:
-                self._next_snapshot = None if first is None else snapshot_instant_after(first)
-            except OverflowError:  # an event at the end of the calendar
-                self._next_snapshot = None
-        return self._next_snapshot
 
     def fold_due_future_events(self, now: dt.datetime) -> bool:
         """Fold events whose time has come while no messages arrive; True if there were any."""

@@ -14,7 +14,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FrameType
 
-import pyarrow as pa
 from confluent_kafka import Message
 
 from ingest.alerts import AlertEngine, load_rules, webhook_settings
@@ -36,9 +35,6 @@ MAX_RETRY_DELAY_S = 30.0
 # took 2 ms and 1M messages were stored 10 % faster.
 GIL_SWITCH_INTERVAL_S = 0.0005
 FUTURE_FOLD_INTERVAL_S = 1.0
-# Events reach a partition in about the order they occur, give or take this much: snapshots
-# of the shipments' state wait for it (later ones are still read, from the events table).
-SNAPSHOT_LAG = dt.timedelta(minutes=1)
 IDLE_CHECKPOINT_INTERVAL_S = 60.0
 WATERMARK_INTERVAL_S = 10.0
 
@@ -105,37 +101,6 @@ def detect_resets(
             )  # fmt: skip
             resets += 1
     return resets
-
-
-def latest_event_times(events: pa.Table) -> dict[tuple[str, int], dt.datetime]:
-    """The latest occurred_at per (topic, partition) of a batch's events table."""
-    latest = events.group_by(["topic", "partition"]).aggregate([("occurred_at", "max")])
-    return {
-        (topic, partition): instant
-        for topic, partition, instant in zip(
-            latest["topic"].to_pylist(),
-            latest["partition"].to_pylist(),
-            latest["occurred_at_max"].to_pylist(),
-            strict=True,
-        )
-    }
-
-
-def snapshot_horizon(
-    reading: Iterable[tuple[str, int]],
-    event_times: dict[tuple[str, int], dt.datetime],
-    now: dt.datetime,
-) -> dt.datetime | None:
-    """How far event time is complete, as far as the worker can tell: a partition still being
-    read (`reading`) will bring nothing much older than the latest event stored from it, one at
-    its end nothing older than now. None while one being read has stored no event yet."""
-    horizon = now
-    for key in reading:
-        latest = event_times.get(key)
-        if latest is None:
-            return None
-        horizon = min(horizon, latest)
-    return horizon - SNAPSHOT_LAG
 
 
 def queue_dead_letters(dlq: EventProducer, dead_letters: list[DeadLetter]) -> None:
@@ -311,7 +276,6 @@ class Worker:
         last_fold = last_checkpoint = time.monotonic()
         last_watermarks = -math.inf
         reported_end = False
-        event_times: dict[tuple[str, int], dt.datetime] = {}  # latest stored per partition
         # A batch consumed and being validated, not stored yet. Left unstored at a stop, its
         # messages are read again at the next start (the stored offsets are the truth).
         pending: Future[Batch] | None = None
@@ -341,9 +305,6 @@ class Worker:
                 alerts.record_batch(batch.first_offsets, batch.next_offsets, batch.dead_letters)
                 stored.update(batch.next_offsets)
                 consumer.commit((t, p, o) for (t, p), o in batch.next_offsets.items())
-                if batch.table is not None:
-                    event_times.update(latest_event_times(batch.table))
-                self._snapshot(store, consumer, event_times)
                 progress.messages += batch.messages
                 progress.since_log += batch.messages
                 progress.accepted += result.accepted
@@ -403,22 +364,6 @@ class Worker:
         store.record_rate(self._log_line(progress, time.monotonic()))
         dlq.flush()
         return progress
-
-    def _snapshot(
-        self,
-        store: Store,
-        consumer: EventConsumer,
-        event_times: dict[tuple[str, int], dt.datetime],
-    ) -> None:
-        """Take the next snapshot of the shipments' state once event time is complete up to it
-        (at most one per batch: each costs about one as-of query)."""
-        topic = self.settings.kafka.shipments_topic
-        reading = [k for k in consumer.assigned if k[0] == topic and k not in consumer.at_end]
-        horizon = snapshot_horizon(reading, event_times, dt.datetime.now(dt.UTC))
-        if horizon is not None:
-            taken = store.snapshot_shipments(horizon)
-            if taken is not None:
-                log.debug("shipment state snapshot at %s", taken.isoformat())
 
     def _log_line(self, progress: Progress, now: float) -> float:
         """Log one progress line; returns messages/s since the previous line."""

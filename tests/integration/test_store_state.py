@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import random
 from pathlib import Path
@@ -12,7 +11,6 @@ import pytest
 
 import ingest.store
 from ingest.contract import Rejected, validate
-from ingest.database import render, sql_file, timestamp_literal
 from ingest.errors import BrokerError
 from ingest.readers import open_reader
 from ingest.seen_ids import SeenIds
@@ -248,64 +246,4 @@ def test_a_batch_is_not_stored_when_its_dead_letters_fail(tmp_path: Path) -> Non
     assert store.con.execute(counts).fetchone() == (0, 0)
     assert store.apply_batch(batch, FAR_FUTURE).accepted == len(batch.events)
     assert store.con.execute(counts).fetchone() == (len(batch.events), len(batch.next_offsets))
-    store.close()
-
-
-@pytest.mark.parametrize(
-    "scenario", [contract_scenario(8), random_scenario(2)], ids=["contract-8", "random-2"]
-)
-def test_as_of_from_snapshots_matches_oracle(
-    tmp_path: Path, scenario: Scenario, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Snapshots of the shipments' state taken part-way through, so that the later messages
-    arrive late for some of them: as-of still equals the oracle, and at and just after every
-    other snapshot instant equals the partials of every event up to then."""
-    monkeypatch.setattr(ingest.store, "SNAPSHOT_INTERVAL_S", 3600)
-    store = Store(tmp_path / "t.duckdb")
-    con = store.con
-    middle = len(scenario.messages) // 2
-    for part in (scenario.messages[:middle], scenario.messages[middle:]):
-        load(store, dataclasses.replace(scenario, messages=part), seed=4, now=FAR_FUTURE)
-        while store.snapshot_shipments(FAR_FUTURE) is not None:
-            pass
-    rows = con.execute("SELECT snapshot_at FROM shipment_snapshot_times").fetchall()
-    instants = [t for (t,) in rows]
-    (late,) = con.execute(
-        "SELECT count(*) FROM events AS e JOIN shipment_snapshot_times AS s "
-        "ON e.occurred_at <= s.snapshot_at AND e.ingested_at > s.taken_at "
-        "WHERE e.shipment_id IS NOT NULL"
-    ).fetchone()
-    assert len(instants) > 10 and late > 0  # both paths of the covered shipments are exercised
-    micro = dt.timedelta(microseconds=1)
-    # At a snapshot instant the one before is read; just after it, that one.
-    around = [t + d for t in instants[::2] for d in (0 * micro, micro)]
-    times = [*scenario.as_of_times, *around]
-    columns = ", ".join(
-        f'"{name}"' for (name,) in con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'shipment_snapshots' "
-            "AND column_name <> 'snapshot_at' ORDER BY column_index"
-        ).fetchall()
-    )  # fmt: skip
-    for t in scenario.as_of_times:
-        got = store_rows(con, "shipments", t)
-        assert_same_rows(got, oracle.derive_shipments(scenario.accepted, t), f"shipments at {t}")
-        got = store_rows(con, "in-transit", t)
-        assert_same_rows(got, oracle.derive_in_transit(scenario.accepted, t), f"in-transit at {t}")
-    for t in times:
-        # Every column of the partials (the counts would show an event counted twice) equals
-        # their computation from every event up to t.
-        asof = f"SELECT {columns} FROM shipment_partials_asof({timestamp_literal(t)})"
-        every = (
-            f"SELECT {columns} FROM ("
-            + render(
-                sql_file("shipment_partials.sql"),
-                events=f"(SELECT * FROM events WHERE occurred_at <= {timestamp_literal(t)})",
-            )
-            + ")"
-        )
-        (differing,) = con.execute(
-            f"WITH a AS MATERIALIZED ({asof}), e AS MATERIALIZED ({every}) SELECT count(*) "
-            "FROM ((FROM a EXCEPT ALL FROM e) UNION ALL (FROM e EXCEPT ALL FROM a))"
-        ).fetchone()
-        assert differing == 0, f"partials at {t}"
     store.close()
