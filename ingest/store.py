@@ -861,14 +861,10 @@ class Store:
         return self.con.cursor()
 
     @staticmethod
-    def alert_conditions(
-        params: dict[str, Any], cursor: duckdb.DuckDBPyConnection
-    ) -> list[dict[str, Any]]:
+    def alert_conditions(params: dict[str, Any], cursor: duckdb.DuckDBPyConnection) -> pa.Table:
         """The alert rules' conditions that hold now (alert_conditions.sql), read on `cursor`
         (from `cursor()`), so any thread may call it."""
-        result = cursor.execute(_alert_conditions_sql(), params)
-        columns = [d[0] for d in result.description or ()]
-        return [dict(zip(columns, row, strict=True)) for row in result.fetchall()]
+        return cursor.execute(_alert_conditions_sql(), params).to_arrow_table()
 
     def open_alerts(self) -> list[dict[str, Any]]:
         return self._alert_rows("SELECT * FROM alerts WHERE state = 'open'", [])

@@ -315,7 +315,8 @@ class Worker:
                 # Idle: events stamped in the future may have come due meanwhile.
                 store.fold_due_future_events(dt.datetime.now(dt.UTC))
                 last_fold = time.monotonic()
-            acks = consumer.take_acks()
+            # Acknowledgements wait while alert changes are being found or stored.
+            acks = consumer.take_acks() if alerts.accepts_acks else []
             if acks:
                 # Alert acknowledgements: checked, dead-lettered, stored with their offsets.
                 ack_batch = alerts.read_acks(acks)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 import orjson
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,7 +27,7 @@ from ingest.alerts import (
     DeadLetterWindow,
     Pending,
     acknowledged,
-    conditions_from_rows,
+    conditions_from_table,
     dead_letter_conditions,
     decode_ack,
     default_rules,
@@ -355,6 +356,16 @@ def row(**values: object) -> dict[str, object]:
     return base
 
 
+def conditions(
+    rows: list[dict[str, object]],
+    rules: AlertRules,
+    now: dt.datetime,
+    known: dict[tuple[str, str], Alert] | None = None,
+) -> list[Condition]:
+    """conditions_from_table over rows as alert_conditions.sql returns them (Arrow columns)."""
+    return conditions_from_table(pa.Table.from_pylist(rows), rules, now, known)
+
+
 def test_conditions_get_severity_and_a_sentence() -> None:
     rules = default_rules()
     now = at(0)
@@ -382,7 +393,7 @@ def test_conditions_get_severity_and_a_sentence() -> None:
             place="Reifen Berlin", on_hand=0, in_transit=0, daily_sales=12.0,
         ),
     ]  # fmt: skip
-    found = conditions_from_rows(rows, rules, now)
+    found = conditions(rows, rules, now)
     assert [(c.rule, c.severity) for c in found] == [
         ("late", "warning"),
         ("late", "critical"),  # beyond critical_delay_minutes (240)
@@ -412,22 +423,22 @@ def test_an_unchanged_open_alert_keeps_its_message_and_a_changed_one_gets_a_new_
     rules = default_rules()  # late: update_min_change 15 minutes
     first = row(rule="late", value=95.0, threshold=60.0, at=at(300))
     (alert,) = [c.alert for c in transitions(
-        {}, {}, conditions_from_rows([first], rules, at(0)), at(0),
+        {}, {}, conditions([first], rules, at(0)), at(0),
         rules_with(late={"open_after_s": 0.0}), counter_ids(),
     )[0]]  # fmt: skip
     known = {alert.key: alert}
     later = at(600)
     same = row(rule="late", value=100.0, threshold=60.0, at=at(300))  # +5 min: not material
     moved = row(rule="late", value=125.0, threshold=60.0, at=at(300))  # +30 min: an update
-    (kept,) = conditions_from_rows([same], rules, later, known)
+    (kept,) = conditions([same], rules, later, known)
     assert (
         kept.message == alert.message == "SHP-7 to its destination is 95 min late (ETA 08:05 UTC)"
     )
-    (fresh,) = conditions_from_rows([moved], rules, later, known)
+    (fresh,) = conditions([moved], rules, later, known)
     assert fresh.message == "SHP-7 to its destination is 2 h 5 min late (ETA 08:05 UTC)"
     for r in (same, moved):
-        lazy = transitions(known, {}, conditions_from_rows([r], rules, later, known), later, rules)
-        eager = transitions(known, {}, conditions_from_rows([r], rules, later), later, rules)
+        lazy = transitions(known, {}, conditions([r], rules, later, known), later, rules)
+        eager = transitions(known, {}, conditions([r], rules, later), later, rules)
         assert [(c.event_type, c.alert.message) for c in lazy[0]] == [
             (c.event_type, c.alert.message) for c in eager[0]
         ]
