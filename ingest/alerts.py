@@ -55,7 +55,7 @@ EVALUATION_DUTY: Final = 0.2
 # row, its event's JSON, the writes, the publication); thousands come at once when rules open
 # on a large network or a clock-driven value moves for every subject together (stale trackers
 # every 30 minutes: 4,500 updates at 10M events, 650 ms in one go, held every batch behind it).
-CHANGES_PER_TURN: Final = 500
+CHANGES_PER_TURN: Final = 250
 OPENED, UPDATED, RESOLVED, ACKNOWLEDGED = (
     "alert.opened",
     "alert.updated",
