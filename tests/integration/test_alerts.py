@@ -24,12 +24,16 @@ from typing import Any
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from ingest import alerts
 from ingest.alert_acks import publish_ack
+from ingest.alerts import AlertEngine, parse_rules
 from ingest.broker import LocalBroker, free_port
 from ingest.config import KafkaSettings
 from ingest.kafka import EventProducer, ensure_topics
 from ingest.readers import open_reader
 from ingest.serve import endpoint_path
+from ingest.store import Store
+from tests.browser.dashboard_db import store_events
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -634,3 +638,46 @@ def test_a_dead_webhook_does_not_stop_ingest_and_a_restart_keeps_open_alerts(
         assert updated["alert_id"] == opened["alert_id"] and "WEATHER" in updated["message"]
         kinds = [e["event_type"] for e in rig.feed.of("critical_exception", shipment)]
         assert kinds == ["alert.opened", "alert.updated"]
+
+
+def test_a_burst_of_changes_is_stored_a_slice_per_turn_while_acks_wait(
+    broker: LocalBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thousands of changes in one evaluation (a large network's silent trackers all moving
+    together) are stored and published a slice per turn of the worker's loop, in the order
+    found, not in one go that holds every batch behind it; acknowledgements wait until the
+    last slice is stored, since the changes were found from the alerts without them."""
+    monkeypatch.setattr(alerts, "CHANGES_PER_TURN", 4)
+    shipments = [f"SHP-BURST-{i:02d}" for i in range(10)]
+    db = tmp_path / "burst.duckdb"
+    # Late (planned 30 minutes ago) and silent (departed 90 minutes ago, no position since).
+    store_events(
+        db, [e for s in shipments for e in (created(s, ago(30)), departed(s))], tolerance_minutes=1
+    )
+    expected = sorted([("late", s) for s in shipments] + [("stale_tracker", s) for s in shipments])
+    rules = parse_rules({"late": {"open_after_s": 0.0}}, "test rules")
+    store = Store(db, on_time_tolerance_minutes=1)
+    engine = AlertEngine(store, alert_kafka(broker), rules)
+    try:
+        stored: list[list[tuple[str, str]]] = []
+        waited_for_acks: list[bool] = []
+        engine.tick(stored_batch=True, caught_up=True)  # starts the evaluation
+        deadline = time.monotonic() + WAIT_S
+        while not stored or len(stored[-1]) < len(expected):
+            assert time.monotonic() < deadline, f"stored so far: {stored}"
+            time.sleep(0.05)
+            engine.tick(stored_batch=False, caught_up=True)
+            rows = store.con.execute("SELECT rule, subject_id FROM alerts").fetchall()
+            now_stored = sorted((str(rule), str(subject)) for rule, subject in rows)
+            if now_stored and (not stored or now_stored != stored[-1]):
+                stored.append(now_stored)
+                waited_for_acks.append(not engine.accepts_acks)
+        # Slices of 4, in the order the transitions found them (by rule, then subject).
+        assert [len(s) for s in stored] == [4, 8, 12, 16, 20]
+        assert all(s == expected[: len(s)] for s in stored)
+        assert waited_for_acks == [True, True, True, True, False]
+        history = store.con.execute("SELECT count(*) FROM alert_history").fetchone()
+        assert history == (20,)
+    finally:
+        engine.close()
+        store.close()
