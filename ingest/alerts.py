@@ -597,15 +597,13 @@ def conditions_from_table(
     names, subjects, details = columns["rule"], columns["subject_id"], columns["detail"]
     values = [None if v is None else float(v) for v in columns["value"]]
     thresholds = [None if t is None else float(t) for t in columns["threshold"]]
-    rule_names: list[str] = []
     levels: list[str] = []
     texts: list[str] = []
     fresh: list[int] = []  # rows that need a sentence of their own, written below
     for i, name in enumerate(names):
         rule = rules[name]
         level = severity(rule, values[i])
-        alert = known.get((rule.name, subjects[i]))
-        rule_names.append(rule.name)
+        alert = known.get((name, subjects[i]))
         levels.append(level)
         if alert is not None and not _differs(
             alert, level, details[i], thresholds[i], values[i], rule
@@ -619,7 +617,7 @@ def conditions_from_table(
             texts[i] = message(row, now)
     return [
         Condition(
-            rule=rule_names[i],
+            rule=names[i],
             subject_type=columns["subject_type"][i],
             subject_id=subjects[i],
             severity=levels[i],
